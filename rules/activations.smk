@@ -1,0 +1,24 @@
+# Activation stage: every tap of every model on the shared probe set, plus its predictions.
+
+
+rule activations:
+    input:
+        model=PATHS.model("{model}"),
+        data=dataset_of,
+    output:
+        layers=PATHS.layers("{model}"),
+        predictions=PATHS.predictions("{model}"),
+    params:
+        settings=config["activations"],
+        device=config["device"],
+    log:
+        PATHS.log("activations", "{model}"),
+    benchmark:
+        PATHS.benchmark("activations", "{model}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/activations.py"
+
+
+TARGETS["activations"] = [PATHS.predictions(m) for m in model_ids()]

@@ -1,0 +1,66 @@
+# The one place where the config becomes model ids and every path of the workflow.
+import json
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from widthlab.config import ConfigError, check_config, check_semantics
+from widthlab.grid import Paths, grids_from_config, parse_model_id
+
+
+try:
+    check_config(config)
+    validate(config, "../schemas/config.schema.yaml")
+    check_semantics(config, set(config["train"]))
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+
+PATHS = Paths(config["results"])
+GRIDS = grids_from_config(config)
+# model id → name of the grid that holds it (the first one, when grids overlap)
+MODEL_GRID = {}
+for _name, _grid in GRIDS.items():
+    for _spec in _grid.specs():
+        MODEL_GRID.setdefault(_spec.id, _name)
+CONDA_ENV = "../envs/widthlab.yaml"
+
+
+wildcard_constraints:
+    model="[a-z0-9_]+(-c[0-9_]+)?(-rl[0-9.e-]+)?-[a-z]+-w[0-9]+-d[0-9]+(-k[0-9]+)?-n[a-z0-9]+-wd[0-9.e-]+-s[0-9]+",
+    data="[a-z0-9_]+(-c[0-9_]+)?(-rl[0-9.e-]+)?",
+
+
+def model_ids(grid=None):
+    """Model ids of one grid, or of every grid, in config order."""
+    return [mid for mid, name in MODEL_GRID.items() if grid in (None, name)]
+
+
+def spec_of(wildcards):
+    return parse_model_id(wildcards.model)
+
+
+def dataset_of(wildcards):
+    return PATHS.dataset(spec_of(wildcards).data.id)
+
+
+def train_settings(wildcards):
+    """This model's training settings only, so that editing another grid reruns nothing here."""
+    grid = config["grids"][MODEL_GRID[wildcards.model]]
+    return {**config["train"], **grid.get("train", {})}
+
+
+def dataset_settings(wildcards):
+    settings = {"probe_size": config["data"]["probe_size"], "seed": config["data"]["seed"]}
+    if wildcards.data.startswith("synthetic"):
+        settings["synthetic"] = config["data"]["synthetic"]
+    return settings
+
+
+# Each stage registers its final targets here; `rule all` and the report collect them.
+TARGETS = {}
+
+
+def all_targets():
+    return [path for paths in TARGETS.values() for path in paths]

@@ -1,0 +1,17 @@
+# Data stage: one NPZ per dataset variant with its splits and the fixed probe set.
+
+
+rule dataset:
+    output:
+        PATHS.dataset("{data}"),
+    params:
+        settings=dataset_settings,
+        data_root=config["data_root"],
+    log:
+        PATHS.log("dataset", "{data}"),
+    benchmark:
+        PATHS.benchmark("dataset", "{data}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/dataset.py"

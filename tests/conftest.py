@@ -1,0 +1,47 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOW_PARTS = ("Snakefile", "config.yaml", "rules", "workflow_scripts", "schemas", "envs", "report")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _run_from_repo_root():
+    os.chdir(REPO)
+
+
+def copy_workflow(destination: Path, config: dict | None = None) -> Path:
+    """A fresh copy of the workflow in ``destination``, optionally with its own config.yaml."""
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / part)
+    if config is not None:
+        (destination / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return destination
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tiny_config() -> dict:
+    with open(REPO / "tests" / "integration" / "tiny.yaml") as handle:
+        return yaml.safe_load(handle)
