@@ -1,0 +1,113 @@
+"""The `widthlab` command: provenance chains and audit, through a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from widthlab import cli, io
+from widthlab.provenance import Job
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    """raw CSV → dataset NPZ → train Parquet + JSON → summary Parquet, in a workflow folder."""
+    monkeypatch.chdir(tmp_path)
+    io.write_text("raw/digits.csv", "pixel,label\n0,1\n")
+    with Job.standalone("dataset", ["raw/digits.csv"], {}, {"e": 1}) as job:
+        job.seed = 0
+        job.save_npz("results/data/digits.npz", {"x": np.zeros(3)})
+    with Job.standalone("train", ["results/data/digits.npz"], {}, {"e": 1}) as job:
+        job.write_parquet(pd.DataFrame({"epoch": [1]}), "results/models/m/history.parquet")
+        job.save_json("results/models/m/metrics.json", {"acc": 1.0})
+    summary_inputs = ["results/models/m/history.parquet", "results/models/m/metrics.json"]
+    with Job.standalone("training_summary", summary_inputs, {}, {"e": 1}) as job:
+        job.write_parquet(pd.DataFrame({"acc": [1.0]}), "results/summary/training.parquet")
+    return tmp_path
+
+
+def widthlab(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "widthlab.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_subcommands_are_a_table():
+    assert {"provenance", "audit"} <= set(cli.COMMANDS)
+
+
+def test_audit_clean_run_exits_zero(run_dir):
+    result = widthlab("audit", "results", cwd=run_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 artifacts, all inputs match" in result.stdout
+
+
+def test_audit_defaults_to_results(run_dir):
+    assert cli.main(["audit"]) == 0
+
+
+def test_audit_names_the_artifact_and_input_that_changed(run_dir):
+    history = run_dir / "results/models/m/history.parquet"
+    history.write_bytes(history.read_bytes() + b"\0")
+    result = widthlab("audit", "results", cwd=run_dir)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(
+        "results/summary/training.parquet" in line and "results/models/m/history.parquet" in line
+        for line in lines
+    ), result.stdout
+    assert any("history.parquet: unreadable" in line for line in lines), result.stdout
+
+
+def test_audit_json(run_dir):
+    (run_dir / "raw/digits.csv").write_text("changed\n")
+    result = widthlab("audit", "results", "--json", cwd=run_dir)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert len(report["artifacts"]) == 4
+    assert report["problems"][0]["artifact"] == "results/data/digits.npz"
+    assert report["problems"][0]["input"] == "raw/digits.csv"
+
+
+def test_audit_of_a_missing_directory_fails_clearly(run_dir, capsys):
+    assert cli.main(["audit", "nowhere"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_provenance_prints_the_chain_to_the_raw_data(run_dir):
+    result = widthlab("provenance", "results/summary/training.parquet", cwd=run_dir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for text in ("rule training_summary", "rule train", "rule dataset", "raw/digits.csv"):
+        assert text in out
+    assert out.index("rule training_summary") < out.index("rule train,") < out.index("rule dataset")
+    assert "raw file, no provenance" in out
+    assert "code " in out and "device cpu" in out and "seed 0" in out
+
+
+def test_provenance_shows_the_slurm_job(run_dir, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_JOB_ID", "98765")
+    with Job.standalone("slurmy", ["raw/digits.csv"], {}, {}) as job:
+        job.save_npz("results/s.npz", {"a": np.zeros(1)})
+    assert cli.main(["provenance", "results/s.npz"]) == 0
+    assert "slurm job 98765" in capsys.readouterr().out
+
+
+def test_provenance_json(run_dir, capsys):
+    assert cli.main(["provenance", "results/models/m/metrics.json", "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)
+    assert [step["path"] for step in steps] == [
+        "results/models/m/metrics.json",
+        "results/data/digits.npz",
+        "raw/digits.csv",
+    ]
+
+
+def test_provenance_of_missing_or_raw_files(run_dir, capsys):
+    assert cli.main(["provenance", "results/none.parquet"]) == 2
+    assert "results/none.parquet" in capsys.readouterr().err
+    assert cli.main(["provenance", "raw/digits.csv"]) == 0
+    assert "no provenance" in capsys.readouterr().out

@@ -1,0 +1,191 @@
+"""The ``widthlab`` command: ``provenance PATH``, ``audit [DIR]`` (more subcommands plug in below).
+
+A subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its arguments
+to an ``argparse`` parser, and a handler ``(args) -> exit status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from widthlab import __version__, provenance
+from widthlab.io import ArtifactError
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ------------------------------------------------------------------------------ provenance
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _duration(started: str | None, ended: str | None) -> str:
+    try:
+        seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return f" ({seconds:.1f} s)"
+
+
+def describe_step(step: dict) -> list[str]:
+    """The lines that show one step of a provenance chain (without indentation)."""
+    lines = [step["path"]]
+    rec = step["provenance"]
+    recorded = step["recorded"] or {}
+    if not step["exists"]:
+        lines.append("MISSING" + (f" (looked for {step['resolved']})"))
+        return lines
+    if step["error"]:
+        lines.append(f"UNREADABLE: {step['error']}")
+        return lines
+    if rec is None:
+        sha = recorded.get("sha256") or provenance.input_entry(step["resolved"])["sha256"]
+        lines.append(f"raw file, no provenance; sha256 {sha[:12]}")
+        return lines
+    wildcards = " ".join(f"{k}={v}" for k, v in (rec.get("wildcards") or {}).items())
+    started, ended = rec.get("started"), rec.get("ended")
+    lines.append(
+        f"rule {rec.get('rule')}{' ' + wildcards if wildcards else ''}, "
+        f"{started} → {ended}{_duration(started, ended)}"
+    )
+    code = rec.get("code") or {}
+    dirty = {True: " (dirty)", False: "", None: ""}.get(code.get("dirty"), "")
+    device = rec.get("device") or {}
+    device_text = device.get("type") or "?"
+    if device.get("name"):
+        device_text += f" ({device['name']})"
+    details = [
+        f"code {str(code.get('commit', 'unknown'))[:12]}{dirty}",
+        f"device {device_text}",
+        f"seed {'-' if rec.get('seed') is None else rec['seed']}",
+        f"host {rec.get('host')}",
+    ]
+    if rec.get("slurm_job_id"):
+        details.append(f"slurm job {rec['slurm_job_id']}")
+    lines.append(", ".join(details))
+    lines.append(f"config {str(rec.get('config_hash'))[:12]}, widthlab {rec.get('widthlab')}")
+    inputs = rec.get("inputs") or []
+    lines.append(f"inputs ({len(inputs)}):" if inputs else "inputs: none")
+    for entry in inputs:
+        sha = (entry.get("sha256") or "missing at record time")[:12]
+        lines.append(f"  {entry.get('path')}  {sha}  {_size(entry.get('bytes'))}")
+    return lines
+
+
+def run_provenance(args: argparse.Namespace) -> int:
+    try:
+        steps = provenance.chain(args.path, root=args.root)
+    except ArtifactError as error:
+        print(f"widthlab provenance: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(steps, sys.stdout, indent=2)
+        print()
+        return 0
+    if steps[0]["provenance"] is None:
+        print(f"{args.path}: carries no provenance (a raw file, or written outside widthlab)")
+        return 0
+    for step in steps:
+        depth = step["depth"]
+        head, *rest = describe_step(step)
+        print(("   " * (depth - 1) + "└─ " if depth else "") + head)
+        for line in rest:
+            print(" " * (3 * depth + 2) + line)
+    return 0
+
+
+def provenance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="an artifact (Parquet, NPZ, or any file with a .prov.json)")
+    parser.add_argument("--json", action="store_true", help="print the chain as JSON")
+    parser.add_argument(
+        "--root", help="workflow directory for relative input paths (default: inferred)"
+    )
+
+
+# ----------------------------------------------------------------------------------- audit
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    try:
+        checked, problems = provenance.audit_report(args.directory, root=args.root)
+    except ArtifactError as error:
+        print(f"widthlab audit: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump({"artifacts": checked, "problems": [asdict(p) for p in problems]}, sys.stdout)
+        print()
+    elif problems:
+        for problem in problems:
+            print(problem.message)
+        artifacts = len({problem.artifact for problem in problems})
+        print(f"{len(problems)} problem(s) in {artifacts} of {len(checked)} artifacts")
+    else:
+        print(f"{len(checked)} artifacts, all inputs match")
+    return 1 if problems else 0
+
+
+def audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", default="results", help="default: results")
+    parser.add_argument("--json", action="store_true", help="print artifacts and problems as JSON")
+    parser.add_argument(
+        "--root", help="workflow directory for relative input paths (default: inferred)"
+    )
+
+
+COMMANDS: dict[str, Command] = {
+    "provenance": Command(
+        "print an artifact's provenance chain back to the raw data",
+        provenance_arguments,
+        run_provenance,
+    ),
+    "audit": Command(
+        "re-hash the recorded inputs of every artifact; exit 1 on any mismatch",
+        audit_arguments,
+        run_audit,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="widthlab", description="widthlab: provenance and audit of the width-study artifacts"
+    )
+    parser.add_argument("--version", action="version", version=f"widthlab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns its exit status (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except BrokenPipeError:  # `widthlab provenance x | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
