@@ -108,6 +108,20 @@ class ModelSpec:
     def with_(self, **changes) -> ModelSpec:
         return replace(self, **changes)
 
+    def columns(self) -> dict:
+        """The id and its axes as table columns, for every tidy per-model table."""
+        return {
+            "model": self.id,
+            "dataset": self.data.id,
+            "arch": self.arch,
+            "width": self.width,
+            "depth": self.depth,
+            "bottleneck": self.bottleneck,
+            "train_size": self.train_size,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+        }
+
 
 _MODEL_ID = re.compile(
     r"^(?P<data>.+?)-(?P<arch>" + "|".join(ARCHS) + r")-w(?P<width>\d+)-d(?P<depth>\d+)"

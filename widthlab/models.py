@@ -1,0 +1,479 @@
+"""The networks of the grid, each exposing its hidden layers ("taps") in forward order.
+
+Every model is a :class:`TappedModel`: an ordered ``blocks`` dict (one block per tap) followed
+by ``head``, an :class:`torch.nn.Linear` whose input is the last tap. So any analysis can read
+every hidden representation with ``model(x, return_taps=True)``, zero units with ``masks=``, and
+use ``model.head`` on the last tap (Doimo's chunks, Gilboa's last-layer transfer).
+
+Architectures (``ModelSpec.arch``; ``width`` and ``depth`` mean):
+
+``mlp``
+    flatten, then ``depth`` hidden ``Linear + ReLU`` layers of ``width`` units; taps ``h1`` …
+    ``h{depth}`` (post-ReLU).
+``bmlp``
+    the same, except hidden layer ``depth // 2`` (0-based, i.e. the middle one for odd depths,
+    the only one for depth 1; as :func:`widthlab.bottleneck.bottleneck_index`) has
+    ``spec.bottleneck`` units. ``parameterization="ntk"`` (a keyword of :func:`build_model`,
+    also accepted by ``mlp``) uses ``h = σ_w W a / √fan_in + σ_b b`` with N(0, 1) weights
+    (σ_w² = 2, σ_b² = 0 by default), as :class:`widthlab.bottleneck.NTKMLP`.
+``cnn``
+    ``depth`` layers ``Conv3×3 + ReLU`` with ``width`` channels, a 2×2 max-pool after every
+    second layer while the map is larger than 4×4, global average pooling; taps ``conv1`` …
+    ``conv{depth}`` (after the pool where there is one) and ``pool`` (the pooled vector).
+``resnet``
+    CIFAR ResNet v1 (He et al. 2016, as in Nguyen et al. 2021): depth = 6n + 2; a 3×3 stem with
+    16k channels + BN + ReLU, three stages of n basic blocks with 16k / 32k / 64k channels
+    (stride 2 at the start of stages 2 and 3), 1×1 conv + BN projection shortcuts where the
+    shape changes, global average pooling; k = width. Taps ``stem``, ``s{stage}b{block}``
+    (every block output, after its ReLU) and ``pool``.
+``wrn``
+    pre-activation Wide ResNet (Zagoruyko & Komodakis 2016, as in Doimo et al. 2022):
+    depth = 6n + 4 (WRN-28-k: n = 4); a 3×3 stem with 16 channels, three stages of n
+    pre-activation blocks with 16k / 32k / 64k channels, 1×1 projection shortcuts on the
+    pre-activated input, a final BN + ReLU and global average pooling; no dropout. Taps
+    ``stem``, ``s{stage}b{block}`` and ``pool`` (64k units: Doimo's last hidden layer).
+
+Initialisation: He-normal for hidden linear and conv layers (fan-out for the ResNets, as
+torchvision), zero biases, BN weight 1 / bias 0, PyTorch's default for ``head``. Seed with
+``torch.manual_seed`` before :func:`build_model` for reproducible weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from widthlab.grid import ModelSpec, parse_model_id
+from widthlab.io import ArtifactError, atomic_path
+
+MODEL_FORMAT = "widthlab-model-1"
+
+
+# --------------------------------------------------------------------------------------------
+# The common interface
+# --------------------------------------------------------------------------------------------
+
+
+def apply_mask(h: torch.Tensor, mask: torch.Tensor, name: str = "tap") -> torch.Tensor:
+    """``h`` (B × units, or B × C × H × W) times ``mask`` over units / channels.
+
+    ``mask`` has shape ``(units,)`` (the same for every example) or ``(batch, units)``.
+    """
+    mask = torch.as_tensor(mask, device=h.device, dtype=h.dtype)
+    units = h.shape[1]
+    if mask.dim() == 1 and mask.shape[0] == units:
+        shape = (1, units)
+    elif mask.dim() == 2 and tuple(mask.shape) == (h.shape[0], units):
+        shape = (h.shape[0], units)
+    else:
+        raise ValueError(
+            f"mask for tap {name!r} has shape {tuple(mask.shape)}; expected ({units},) or "
+            f"({h.shape[0]}, {units}) for an output of shape {tuple(h.shape)}"
+        )
+    return h * mask.reshape(shape + (1,) * (h.dim() - 2))
+
+
+class TappedModel(nn.Module):
+    """A network as an ordered dict of blocks, one per tap, and a linear ``head``.
+
+    Subclasses fill ``self.blocks`` (an :class:`~torch.nn.ModuleDict`, tap name → module) and
+    ``self.head``; the forward pass is shared.
+    """
+
+    arch = "?"
+
+    def __init__(self, in_shape, num_classes: int, arch_kwargs: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.in_shape = tuple(int(n) for n in in_shape)
+        if len(self.in_shape) != 3:
+            raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
+        self.num_classes = int(num_classes)
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.arch_kwargs = dict(arch_kwargs or {})
+        self.blocks = nn.ModuleDict()
+        self.head: nn.Linear
+
+    @property
+    def tap_names(self) -> list[str]:
+        """Hidden representations in forward order; the last one is the input of ``head``."""
+        return list(self.blocks)
+
+    @property
+    def is_convolutional(self) -> bool:
+        return any(isinstance(m, nn.Conv2d) for m in self.modules())
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_taps: bool = False,
+        masks: Mapping[str, torch.Tensor] | None = None,
+    ):
+        """Logits, or ``(logits, {tap: tensor})``; ``masks`` multiply tap outputs (units/channels).
+
+        Returned taps are the (masked) values that flow on to the next block.
+        """
+        if masks:
+            unknown = sorted(set(masks) - set(self.blocks))
+            if unknown:
+                raise KeyError(f"masks name unknown taps {unknown}; taps are {self.tap_names}")
+        taps = {} if return_taps else None
+        h = x
+        for name, block in self.blocks.items():
+            h = block(h)
+            if masks and name in masks:
+                h = apply_mask(h, masks[name], name)
+            if taps is not None:
+                taps[name] = h
+        logits = self.head(h)
+        return (logits, taps) if return_taps else logits
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}, num_classes={self.num_classes}"
+
+
+def _he_init(module: nn.Module, mode: str = "fan_in") -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, NTKLinear):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# --------------------------------------------------------------------------------------------
+# MLPs (with optional bottleneck and NTK parameterisation)
+# --------------------------------------------------------------------------------------------
+
+
+class NTKLinear(nn.Linear):
+    """Linear layer in NTK parameterisation: ``σ_w W x / √fan_in + σ_b b`` with N(0, 1) params.
+
+    A subclass of :class:`~torch.nn.Linear`, so ``head`` stays an ``nn.Linear``; the weight that
+    actually multiplies the input is :attr:`effective_weight`.
+    """
+
+    def __init__(self, n_in: int, n_out: int, sigma_w2: float = 2.0, sigma_b2: float = 0.0):
+        self.sigma_w = math.sqrt(sigma_w2)
+        self.sigma_b = math.sqrt(sigma_b2)
+        super().__init__(n_in, n_out, bias=True)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight)
+        nn.init.normal_(self.bias)
+
+    @property
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight * (self.sigma_w / math.sqrt(self.in_features))
+
+    @property
+    def effective_bias(self) -> torch.Tensor:
+        return self.bias * self.sigma_b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight, self.effective_bias)
+
+
+def bottleneck_layer(depth: int) -> int:
+    """0-based hidden layer of a ``bmlp`` that holds the bottleneck: ``depth // 2``."""
+    return depth // 2
+
+
+class MLP(TappedModel):
+    """ReLU MLP with the given hidden widths; taps ``h1`` … ``h{len(widths)}``."""
+
+    arch = "mlp"
+
+    def __init__(
+        self,
+        in_shape,
+        num_classes: int,
+        widths: list[int],
+        parameterization: str = "standard",
+        sigma_w2: float = 2.0,
+        sigma_b2: float = 0.0,
+    ):
+        if parameterization not in ("standard", "ntk"):
+            raise ValueError(
+                f"parameterization must be 'standard' or 'ntk', got {parameterization!r}"
+            )
+        kwargs = {"parameterization": parameterization}
+        if parameterization == "ntk":
+            kwargs.update(sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2))
+        super().__init__(in_shape, num_classes, kwargs)
+        self.widths = [int(w) for w in widths]
+
+        def linear(n_in: int, n_out: int) -> nn.Linear:
+            if parameterization == "ntk":
+                return NTKLinear(n_in, n_out, sigma_w2, sigma_b2)
+            return nn.Linear(n_in, n_out)
+
+        n_in = math.prod(self.in_shape)
+        for i, width in enumerate(self.widths):
+            layers = [nn.Flatten()] if i == 0 else []
+            self.blocks[f"h{i + 1}"] = nn.Sequential(*layers, linear(n_in, width), nn.ReLU())
+            n_in = width
+        _he_init(self.blocks)
+        self.head = linear(n_in, self.num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Small CNN
+# --------------------------------------------------------------------------------------------
+
+
+class CNN(TappedModel):
+    """``depth`` × (Conv3×3 + ReLU) with ``width`` channels, pooling every 2nd layer, GAP."""
+
+    arch = "cnn"
+
+    def __init__(self, in_shape, num_classes: int, width: int, depth: int):
+        super().__init__(in_shape, num_classes)
+        channels, size = self.in_shape[0], min(self.in_shape[1:])
+        for i in range(1, depth + 1):
+            layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+            if i % 2 == 0 and size > 4:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            self.blocks[f"conv{i}"] = nn.Sequential(*layers)
+            channels = width
+        self.blocks["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        _he_init(self.blocks)
+        self.head = nn.Linear(width, self.num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR ResNet v1 and pre-activation Wide ResNet
+# --------------------------------------------------------------------------------------------
+
+
+def _conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """ResNet v1 block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x))."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1, self.bn1 = _conv3(c_in, c_out, stride), nn.BatchNorm2d(c_out)
+        self.conv2, self.bn2 = _conv3(c_out, c_out), nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation WRN block: conv(relu(bn(conv(relu(bn(x)))))) + shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), _conv3(c_in, c_out, stride)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), _conv3(c_out, c_out)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        pre = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
+        return out + (x if self.shortcut is None else self.shortcut(pre))
+
+
+def blocks_per_stage(arch: str, depth: int) -> int:
+    """n of a ResNet (depth = 6n + 2) or WRN (depth = 6n + 4); a clear error otherwise."""
+    offset, examples = {"resnet": (2, "8, 14, 20, 32, 38, 56, 110"), "wrn": (4, "10, 16, 28")}[arch]
+    n, rest = divmod(depth - offset, 6)
+    if n < 1 or rest:
+        raise ValueError(
+            f"{arch} depth must be 6n+{offset} with n ≥ 1 (e.g. {examples}), got depth {depth}"
+        )
+    return n
+
+
+class ResNet(TappedModel):
+    """CIFAR ResNet v1 of depth 6n+2 and width multiplier k (stages 16k, 32k, 64k)."""
+
+    arch = "resnet"
+
+    def __init__(self, in_shape, num_classes: int, width: int, depth: int):
+        super().__init__(in_shape, num_classes)
+        n = blocks_per_stage("resnet", depth)
+        channels = 16 * width
+        self.blocks["stem"] = nn.Sequential(
+            _conv3(self.in_shape[0], channels), nn.BatchNorm2d(channels), nn.ReLU()
+        )
+        for stage in range(3):
+            c_out = 16 * width * 2**stage
+            for block in range(n):
+                stride = 2 if stage > 0 and block == 0 else 1
+                self.blocks[f"s{stage + 1}b{block + 1}"] = BasicBlock(channels, c_out, stride)
+                channels = c_out
+        self.blocks["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        _he_init(self.blocks, mode="fan_out")
+        self.head = nn.Linear(channels, self.num_classes)
+
+
+class WideResNet(TappedModel):
+    """Pre-activation WRN-(6n+4)-k: stem of 16 channels, stages 16k, 32k, 64k, final BN-ReLU."""
+
+    arch = "wrn"
+
+    def __init__(self, in_shape, num_classes: int, width: int, depth: int):
+        super().__init__(in_shape, num_classes)
+        n = blocks_per_stage("wrn", depth)
+        channels = 16
+        self.blocks["stem"] = _conv3(self.in_shape[0], channels)
+        for stage in range(3):
+            c_out = 16 * width * 2**stage
+            for block in range(n):
+                stride = 2 if stage > 0 and block == 0 else 1
+                self.blocks[f"s{stage + 1}b{block + 1}"] = PreActBlock(channels, c_out, stride)
+                channels = c_out
+        self.blocks["pool"] = nn.Sequential(
+            nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        _he_init(self.blocks, mode="fan_out")
+        self.head = nn.Linear(channels, self.num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Building, counting, saving
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs) -> TappedModel:
+    """The untrained network of ``spec`` for inputs ``in_shape`` = (C, H, W).
+
+    ``arch_kwargs`` go to the architecture's class (only ``mlp`` / ``bmlp`` take any:
+    ``parameterization``, ``sigma_w2``, ``sigma_b2``). Seed torch before calling.
+    """
+    if spec.arch in ("mlp", "bmlp"):
+        widths = [spec.width] * spec.depth
+        if spec.arch == "bmlp":
+            widths[bottleneck_layer(spec.depth)] = int(spec.bottleneck)
+        return MLP(in_shape, num_classes, widths, **arch_kwargs)
+    if arch_kwargs:
+        raise TypeError(f"arch {spec.arch!r} takes no extra arguments, got {sorted(arch_kwargs)}")
+    if spec.arch == "cnn":
+        return CNN(in_shape, num_classes, spec.width, spec.depth)
+    if spec.arch == "resnet":
+        return ResNet(in_shape, num_classes, spec.width, spec.depth)
+    if spec.arch == "wrn":
+        return WideResNet(in_shape, num_classes, spec.width, spec.depth)
+    raise ValueError(f"unknown arch {spec.arch!r}")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def forward_macs(model: nn.Module, in_shape) -> int:
+    """Multiply–accumulates of one forward pass of one example (convs and linears only)."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    was_training = model.training
+    try:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *in_shape, device=device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return int(total)
+
+
+def forward_flops(model: nn.Module, in_shape) -> int:
+    """Rough forward FLOPs per example: 2 × :func:`forward_macs` (for resource sizing, MFU)."""
+    return 2 * forward_macs(model, in_shape)
+
+
+def save_model(
+    model: TappedModel, spec: ModelSpec, path: str | os.PathLike, extra: dict | None = None
+) -> None:
+    """Write ``model`` (CPU tensors) with what :func:`load_model` needs to rebuild it, atomically.
+
+    The file holds ``{"format", "spec": id, "in_shape", "num_classes", "arch_kwargs",
+    "state_dict", "extra"}``.
+    """
+    payload = {
+        "format": MODEL_FORMAT,
+        "spec": spec.id,
+        "in_shape": list(model.in_shape),
+        "num_classes": model.num_classes,
+        "arch_kwargs": dict(model.arch_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TappedModel, ModelSpec]:
+    """``(model in eval mode, spec)`` from a file written by :func:`save_model`.
+
+    Raises :class:`widthlab.io.ArtifactError` naming the file if it is missing or corrupt.
+    """
+    what = "a widthlab model file (torch.save of spec, in_shape, num_classes, state_dict)"
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path}: missing (expected {what}): rerun the train rule")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch.load raises many kinds on truncated or foreign files
+        raise ArtifactError(
+            f"{path}: not readable as {what} ({type(e).__name__}: {e}): rerun the train rule"
+        ) from None
+    missing = [
+        key
+        for key in ("spec", "in_shape", "num_classes", "state_dict")
+        if not isinstance(payload, dict) or key not in payload
+    ]
+    if missing:
+        raise ArtifactError(f"{path}: lacks {missing}; expected {what}: rerun the train rule")
+    try:
+        spec = parse_model_id(payload["spec"])
+        model = build_model(
+            spec,
+            tuple(payload["in_shape"]),
+            payload["num_classes"],
+            **payload.get("arch_kwargs", {}),
+        )
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+        raise ArtifactError(f"{path}: does not rebuild its model ({error})") from None
+    if isinstance(map_location, str | torch.device):
+        model = model.to(map_location)
+    return model.eval(), spec
