@@ -9,7 +9,7 @@ rule activations:
         layers=PATHS.layers("{model}"),
         predictions=PATHS.predictions("{model}"),
     params:
-        settings=config["activations"],
+        settings=canonical(config["activations"]),
         device=config["device"],
     log:
         PATHS.log("activations", "{model}"),

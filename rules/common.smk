@@ -48,14 +48,19 @@ def dataset_of(wildcards):
 def train_settings(wildcards):
     """This model's training settings only, so that editing another grid reruns nothing here."""
     grid = config["grids"][MODEL_GRID[wildcards.model]]
-    return {**config["train"], **grid.get("train", {})}
+    return canonical({**config["train"], **grid.get("train", {})})
+
+
+def canonical(settings):
+    """Settings with sorted keys: Snakemake compares params as text, so key order must not matter."""
+    return json.loads(json.dumps(settings, sort_keys=True))
 
 
 def dataset_settings(wildcards):
     settings = {"probe_size": config["data"]["probe_size"], "seed": config["data"]["seed"]}
     if wildcards.data.startswith("synthetic"):
         settings["synthetic"] = config["data"]["synthetic"]
-    return settings
+    return canonical(settings)
 
 
 # Each stage registers its final targets here; `rule all` and the report collect them.

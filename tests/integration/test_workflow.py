@@ -1,0 +1,127 @@
+"""The workflow through the real snakemake CLI, on the tiny config, in a temporary folder."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import copy_workflow, snakemake, tiny_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"), tiny_config())
+    snakemake(workdir)
+    return workdir
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """{rule: jobs} from the 'Job stats' table that `snakemake -n` prints."""
+    table = dry_run_output.split("Job stats:")[-1]
+    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
+    return {rule: int(count) for rule, count in rows if rule != "total"}
+
+
+def fork(tiny_run, tmp_path):
+    """A copy of the finished run (results and Snakemake's metadata) to change freely."""
+    workdir = tmp_path / "fork"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    return workdir
+
+
+def test_every_stage_wrote_its_artifacts(tiny_run):
+    mid = "digits-mlp-w32-d1-nall-wd0-s0"
+    results = tiny_run / "results"
+    for path in [
+        "data/digits.npz",
+        f"models/{mid}/model.pt",
+        f"models/{mid}/history.parquet",
+        f"models/{mid}/metrics.json",
+        f"activations/{mid}/layers.npz",
+        f"activations/{mid}/predictions.parquet",
+        "summary/training.parquet",
+        "figures/training/accuracy_vs_width.png",
+    ]:
+        assert (results / path).stat().st_size > 0, path
+    assert not (results / f"models/{mid}/checkpoint.pt").exists()
+    predictions = pd.read_parquet(results / f"activations/{mid}/predictions.parquet")
+    assert len(predictions) == 120
+    training = pd.read_parquet(results / "summary/training.parquet")
+    assert sorted(training["width"]) == [16, 32]
+
+
+def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
+    for kind in ("logs", "benchmarks"):
+        rules = {p.name for p in (tiny_run / "results" / kind).iterdir()}
+        assert {"dataset", "train", "activations", "training_summary"} <= rules, kind
+
+
+def test_a_complete_run_leaves_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_width_schedules_only_that_width(tiny_run, tmp_path):
+    workdir = fork(tiny_run, tmp_path)
+    config = tiny_config()
+    config["grids"]["main"]["width"].append(64)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    counts = job_counts(snakemake(workdir, "-n").stdout)
+    assert counts["train"] == 1 and counts["activations"] == 1
+    assert "dataset" not in counts
+    assert counts["training_summary"] == 1
+
+
+def test_forcerun_until_reruns_one_stage(tiny_run, tmp_path):
+    workdir = fork(tiny_run, tmp_path)
+    result = snakemake(workdir, "-n", "--forcerun", "activations", "--until", "activations")
+    assert job_counts(result.stdout) == {"activations": 2}
+
+
+def widthlab_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "widthlab.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_provenance_chain_reaches_the_raw_data(tiny_run):
+    mid = "digits-mlp-w16-d1-nall-wd0-s0"
+    result = widthlab_cli("provenance", f"results/activations/{mid}/layers.npz", cwd=tiny_run)
+    assert result.returncode == 0, result.stderr
+    for rule in ("activations", "train", "dataset"):
+        assert rule in result.stdout
+    assert "digits.csv" in result.stdout  # the raw file shipped inside scikit-learn
+
+
+def test_audit_names_the_artifact_whose_input_changed(tiny_run, tmp_path):
+    assert widthlab_cli("audit", "results", cwd=tiny_run).returncode == 0
+    workdir = fork(tiny_run, tmp_path)
+    history = workdir / "results/models/digits-mlp-w16-d1-nall-wd0-s0/history.parquet"
+    history.write_bytes(history.read_bytes() + b"\0")
+    result = widthlab_cli("audit", "results", cwd=workdir)
+    assert result.returncode != 0
+    assert "summary/training.parquet" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda c: c.update(epochs=3), "epochs"),
+        (lambda c: c["train"].update(lr="fast"), "train.lr"),
+        (lambda c: c["grids"]["main"].update(width=[0]), "grids.main.width[0]"),
+        (lambda c: c["grids"]["main"].update(depth=[]), "grids.main.depth"),
+    ],
+)
+def test_invalid_config_stops_before_anything_runs(tmp_path, change, key):
+    config = tiny_config()
+    change(config)
+    workdir = copy_workflow(tmp_path, config)
+    result = snakemake(workdir, check=False)
+    assert result.returncode != 0
+    assert key in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
