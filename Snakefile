@@ -2,7 +2,6 @@
 # One DAG: data → train → activations → analyses (one rules/<stage>.smk each) → report.
 from snakemake.utils import min_version
 
-
 min_version("9.0")
 
 
@@ -11,7 +10,6 @@ min_version("9.0")
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
-
 
 
 include: "rules/common.smk"

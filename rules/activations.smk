@@ -8,15 +8,15 @@ rule activations:
     output:
         layers=PATHS.layers("{model}"),
         predictions=PATHS.predictions("{model}"),
-    params:
-        settings=canonical(config["activations"]),
-        device=config["device"],
     log:
         PATHS.log("activations", "{model}"),
     benchmark:
         PATHS.benchmark("activations", "{model}")
     conda:
         CONDA_ENV
+    params:
+        settings=canonical(config["activations"]),
+        device=config["device"],
     script:
         "../workflow_scripts/activations.py"
 

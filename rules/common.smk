@@ -8,7 +8,6 @@ from snakemake.utils import validate
 from widthlab.config import ConfigError, check_config, check_semantics
 from widthlab.grid import Paths, grids_from_config, parse_model_id
 
-
 try:
     check_config(config)
     validate(config, "../schemas/config.schema.yaml")
@@ -57,7 +56,10 @@ def canonical(settings):
 
 
 def dataset_settings(wildcards):
-    settings = {"probe_size": config["data"]["probe_size"], "seed": config["data"]["seed"]}
+    settings = {
+        "probe_size": config["data"]["probe_size"],
+        "seed": config["data"]["seed"],
+    }
     if wildcards.data.startswith("synthetic"):
         settings["synthetic"] = config["data"]["synthetic"]
     return canonical(settings)

@@ -4,14 +4,14 @@
 rule dataset:
     output:
         PATHS.dataset("{data}"),
-    params:
-        settings=dataset_settings,
-        data_root=config["data_root"],
     log:
         PATHS.log("dataset", "{data}"),
     benchmark:
         PATHS.benchmark("dataset", "{data}")
     conda:
         CONDA_ENV
+    params:
+        settings=dataset_settings,
+        data_root=config["data_root"],
     script:
         "../workflow_scripts/dataset.py"

@@ -8,16 +8,16 @@ rule train:
         model=PATHS.model("{model}"),
         history=PATHS.history("{model}"),
         metrics=PATHS.metrics("{model}"),
-    params:
-        train=train_settings,
-        device=config["device"],
-        checkpoint=lambda w: PATHS.checkpoint(w.model),
     log:
         PATHS.log("train", "{model}"),
     benchmark:
         PATHS.benchmark("train", "{model}")
     conda:
         CONDA_ENV
+    params:
+        train=train_settings,
+        device=config["device"],
+        checkpoint=lambda w: PATHS.checkpoint(w.model),
     script:
         "../workflow_scripts/train.py"
 

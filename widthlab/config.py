@@ -66,7 +66,11 @@ def check_semantics(config: dict, train_keys: set[str]) -> None:
             for depth in grid["depth"]:
                 if (depth - 4) % 6:
                     raise ConfigError(f"config key grids.{name}.depth: wrn depth {depth} ≠ 6n+4")
-        if grid["dataset"] != "digits" and grid["dataset"] != "synthetic" and not config["data_root"]:
+        if (
+            grid["dataset"] != "digits"
+            and grid["dataset"] != "synthetic"
+            and not config["data_root"]
+        ):
             raise ConfigError(
                 f"config key data_root: grid {name!r} uses {grid['dataset']}, which is read from "
                 "data_root (never downloaded); set data_root to the folder holding it"

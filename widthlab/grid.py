@@ -56,7 +56,9 @@ class DataSpec:
         return "-".join(parts)
 
 
-_DATA_ID = re.compile(r"^(?P<name>[a-z0-9_]+?)(?:-c(?P<classes>[0-9_]+))?(?:-rl(?P<rl>[0-9.e-]+))?$")
+_DATA_ID = re.compile(
+    r"^(?P<name>[a-z0-9_]+?)(?:-c(?P<classes>[0-9_]+))?(?:-rl(?P<rl>[0-9.e-]+))?$"
+)
 
 
 def parse_data_id(data_id: str) -> DataSpec:

@@ -8,4 +8,6 @@ job = Job.from_snakemake(snakemake)
 table = metrics_table(snakemake.input.metrics)
 job.write_parquet(table, snakemake.output.table)
 job.save_figure(figures.accuracy_vs_width(table), snakemake.output.figure)
-job.save_figure(figures.learning_curves(history_table(snakemake.input.histories)), snakemake.output.curves)
+job.save_figure(
+    figures.learning_curves(history_table(snakemake.input.histories)), snakemake.output.curves
+)
