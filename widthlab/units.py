@@ -1,0 +1,706 @@
+"""Frivolous units (Casper et al., AAAI 2021): prunable and redundant units, and how they grow.
+
+Method facts follow the official code (``xboix/frivolous_dnns``); where this module decides
+something the code leaves open, the choice is written here.
+
+Prunability (zero-ablation)
+    A unit is switched off by zeroing its post-activation output (a whole channel in a conv map),
+    through the ``masks`` argument of :class:`TappedModel.forward`. For each of ``orders`` random
+    orders one permutation per tap is drawn (seeded); at fraction ``f`` the first
+    ``floor(f · units + 1e-9)`` units of that permutation are ablated (as ``int(f · n)`` in the
+    official code, with a tolerance so ``f · n`` a hair below an integer is not rounded down).
+    The ablated sets are nested along ``f``. Scope ``"all"`` ablates every tap at once at the same
+    fraction; scope ``<tap>`` ablates only that tap (the per-layer curves). The metric is the share
+    of the examples whose predicted label equals the intact model's prediction.
+    Batching: one forward pass serves many masks. The examples are repeated along the batch and
+    every copy gets its own ``(batch, units)`` mask row, so up to ``batch_size`` rows
+    (configurations × examples) go through the model at once, on the model's device.
+
+Prunability (a number)
+    :func:`crossing` finds the fraction where an agreement curve first falls below ``threshold``
+    (default 0.8), linearly interpolated between the last grid point at or above it and the first
+    below it. Curves that never fall below give the largest fraction of the grid (1.0 on the
+    default grid) with flag ``never_crosses``; curves that start below (agreement at the smallest
+    fraction < threshold) give 0.0 with flag ``starts_below``. The per-model prunability is read
+    off the curve averaged over orders; the spread over orders (one crossing per order) is kept as
+    ``prunability_sd``.
+
+Redundancy (PCA compressibility)
+    Per tap, PCA of the test activations (conv maps: every spatial position is a sample; rows are
+    subsampled to at most ``max_rows`` = 50 000, seeded). ``n_pcs`` = the smallest number of
+    principal components whose variance is ≥ 95 % of the total; compressibility =
+    ``(units − n_pcs) / units``, the fraction of dimensions that can be dropped keeping 95 % of the
+    variance (``[10, 10, 1e-6 × 8]`` → 0.8). A layer whose units all have zero variance has
+    ``n_pcs = 0`` and compressibility 1 (flag ``no_variance``). (The official
+    ``get_compressability95`` returns one more dimension than can be dropped, because its loop
+    counts the eigenvalue that crosses 5 %; here the count is exact.)
+    Auxiliary: the mean over units of the number of *other* units with |Pearson r| ≥ 0.5. Dead units
+    (zero variance, relative tolerance ``1e-12`` of the layer's largest variance) have no defined
+    correlation; they count 0 and are counted for nobody (the official code's NaN correlations
+    would count them −1). Their number is kept as ``dead_units``.
+
+Unit counts (per layer and for the whole network)
+    ``prunable = prunability × units``; ``non_prunable = units − prunable``. Redundant units are
+    counted among the non-prunable ones. Two rules (``redundancy_rule``):
+
+    - ``"product"`` (default, Casper et al.'s counting): ``redundant = compressibility ×
+      non_prunable``; the compressibility of the whole layer stands in for that of its
+      non-prunable units (prunability identifies a *number* of units, not which ones).
+    - ``"pcs"``: ``non_redundant = min(n_pcs, non_prunable)``, ``redundant = non_prunable −
+      non_redundant``: the non-prunable units need at least ``n_pcs`` dimensions, the rest are
+      linear combinations of those. Exact on hand-built layers that mix dead units (prunable and
+      compressible at once, which ``"product"`` counts twice) with duplicated units.
+
+    ``non_redundant = non_prunable − redundant``. Network rows (``layer == "all"``) take the
+    prunability of the all-layer curve, sum units and counts over the taps (each tap loses the same
+    fraction of units) and unit-weight the compressibility and the correlation count.
+
+Growth statistic g
+    Counts of one quantity along a width series ``W, 2W, 4W, …`` (a ×2 series is required); ``g``
+    = mean of ``count(2W) / count(W)`` over the successive doublings. Normalising to the widest
+    model does not change the ratios. ``g = 2`` grows like the width, ``g > 2`` faster, ``g = 1``
+    stays constant. Doublings whose smaller count is 0 have no ratio and are skipped (if none is
+    left, g is NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 7))
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_ENERGY = 0.95
+DEFAULT_CORR_THRESHOLD = 0.5
+DEFAULT_MAX_ROWS = 50_000
+REDUNDANCY_RULES = ("product", "pcs")
+COUNT_QUANTITIES = ("units", "prunable", "non_prunable", "redundant", "non_redundant")
+ALL = "all"
+_DEAD_TOL = 1e-12
+
+Orders = int | Sequence[Mapping[str, Sequence[int]]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Ablation
+# ----------------------------------------------------------------------------------------------
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def n_ablated(fraction: float, units: int) -> int:
+    """Units switched off at ``fraction``: ``floor(fraction · units)`` (with float tolerance)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"ablation fractions lie in [0, 1], got {fraction}")
+    return min(units, int(math.floor(fraction * units + 1e-9)))
+
+
+def random_orders(
+    sizes: Mapping[str, int], n_orders: int, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """``n_orders`` random ablation orders: one permutation of each tap's units per order."""
+    if n_orders < 1:
+        raise ValueError(f"need at least one ablation order, got {n_orders}")
+    rng = np.random.default_rng(seed)
+    return [{tap: rng.permutation(int(n)) for tap, n in sizes.items()} for _ in range(n_orders)]
+
+
+def _as_tensor(x, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+    if not torch.is_floating_point(tensor):
+        tensor = tensor.float()
+    return tensor.to(device)
+
+
+@torch.no_grad()
+def tap_sizes(model: torch.nn.Module, x) -> dict[str, int]:
+    """{tap: units} (channels for conv maps), in tap order, from a forward pass on one example."""
+    logits, taps = model(_as_tensor(x[:1], model_device(model)), return_taps=True)
+    return {name: int(taps[name].shape[1]) for name in model.tap_names}
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x, batch_size: int = 4096, masks=None) -> torch.Tensor:
+    """Predicted labels (on the model's device) of the intact (or uniformly masked) model."""
+    device = model_device(model)
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = _as_tensor(x[start : start + batch_size], device)
+        out.append(model(batch, masks=masks).argmax(dim=1))
+    return torch.cat(out)
+
+
+def _check_orders(orders: Orders, sizes: dict[str, int], seed: int) -> list[dict[str, np.ndarray]]:
+    if isinstance(orders, int):
+        return random_orders(sizes, orders, seed)
+    checked = []
+    for i, order in enumerate(orders):
+        perms = {}
+        for tap, n in sizes.items():
+            perm = np.asarray(order[tap], dtype=np.int64)
+            if sorted(perm.tolist()) != list(range(n)):
+                raise ValueError(f"order {i}, tap {tap!r}: not a permutation of its {n} units")
+            perms[tap] = perm
+        checked.append(perms)
+    if not checked:
+        raise ValueError("need at least one ablation order")
+    return checked
+
+
+def ablation_configs(
+    sizes: dict[str, int],
+    orders: list[dict[str, np.ndarray]],
+    fractions: Sequence[float],
+    per_layer: bool = True,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every (scope, order, fraction) as a row, and per tap a (configs × units) keep-mask.
+
+    Row ``i`` of the table is configuration ``i`` of the masks; ``n_units_ablated`` counts the
+    units switched off over the ablated taps, ``units`` all units of those taps.
+    """
+    scopes = [ALL] + (list(sizes) if per_layer else [])
+    rows, masks = [], {tap: [] for tap in sizes}
+    for scope in scopes:
+        taps = list(sizes) if scope == ALL else [scope]
+        for k, order in enumerate(orders):
+            for fraction in fractions:
+                ablated = 0
+                for tap, n in sizes.items():
+                    keep = np.ones(n, dtype=np.float32)
+                    if tap in taps:
+                        m = n_ablated(float(fraction), n)
+                        keep[order[tap][:m]] = 0.0
+                        ablated += m
+                    masks[tap].append(keep)
+                rows.append(
+                    {
+                        "scope": scope,
+                        "order": k,
+                        "fraction": float(fraction),
+                        "n_units_ablated": ablated,
+                        "units": sum(sizes[t] for t in taps),
+                    }
+                )
+    return pd.DataFrame(rows), {tap: np.stack(v) for tap, v in masks.items()}
+
+
+@torch.no_grad()
+def masked_agreement(
+    model: torch.nn.Module,
+    x,
+    masks: Mapping[str, np.ndarray],
+    batch_size: int = 4096,
+    reference: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Share of examples whose prediction under each mask configuration equals ``reference``
+    (default: the intact model's). ``masks[tap]`` is (configs × units).
+
+    The examples are tiled along the batch: a forward pass carries ``c`` configurations of ``b``
+    examples, ``c · b ≤ batch_size`` rows (at least one configuration), each row with its own mask.
+    """
+    device = model_device(model)
+    x_all = _as_tensor(x, device)
+    n = len(x_all)
+    if reference is None:
+        reference = predict(model, x_all, batch_size)
+    reference = reference.to(device)
+    mask_t = {tap: torch.as_tensor(m, device=device, dtype=x_all.dtype) for tap, m in masks.items()}
+    n_configs = len(next(iter(mask_t.values())))
+    b = max(1, min(n, batch_size))
+    c = max(1, batch_size // b)
+    agree = torch.zeros(n_configs, dtype=torch.float64, device=device)
+    for start in range(0, n, b):
+        xb = x_all[start : start + b]
+        rb = reference[start : start + b]
+        nb = len(xb)
+        for cstart in range(0, n_configs, c):
+            cc = min(c, n_configs - cstart)
+            tiled = xb.repeat(cc, *([1] * (xb.dim() - 1)))
+            row_masks = {
+                tap: m[cstart : cstart + cc].repeat_interleave(nb, dim=0)
+                for tap, m in mask_t.items()
+            }
+            pred = model(tiled, masks=row_masks).argmax(dim=1).view(cc, nb)
+            agree[cstart : cstart + cc] += (pred == rb.view(1, nb)).sum(dim=1).double()
+    return (agree / n).cpu().numpy()
+
+
+def ablation_curves(
+    model: torch.nn.Module,
+    x,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    orders: Orders = 3,
+    seed: int = 0,
+    batch_size: int = 4096,
+    per_layer: bool = True,
+) -> pd.DataFrame:
+    """Agreement with the intact model under nested random zero-ablation.
+
+    Returns one row per (scope, order, fraction): ``scope`` (``"all"`` or a tap name), ``order``,
+    ``fraction``, ``agreement``, ``n_units_ablated``, ``units``. ``orders`` is a number of random
+    orders (drawn with ``seed``) or explicit orders ``[{tap: permutation}, …]``. Runs on the
+    device the model is on; the model is put in eval mode for the passes.
+    """
+    fractions = sorted({float(f) for f in fractions})
+    was_training = model.training
+    model.eval()
+    try:
+        sizes = tap_sizes(model, x)
+        perms = _check_orders(orders, sizes, seed)
+        table, masks = ablation_configs(sizes, perms, fractions, per_layer)
+        # identical keep-masks (fraction 0 everywhere, or fractions that round to the same count)
+        # are evaluated once
+        stacked = np.concatenate([masks[tap] for tap in sizes], axis=1)
+        unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        bounds = np.cumsum([0] + [sizes[tap] for tap in sizes])
+        unique_masks = {tap: unique[:, bounds[i] : bounds[i + 1]] for i, tap in enumerate(sizes)}
+        agreement = masked_agreement(model, x, unique_masks, batch_size)
+        table["agreement"] = agreement[np.asarray(inverse).reshape(-1)]
+    finally:
+        model.train(was_training)
+    return table[["scope", "order", "fraction", "agreement", "n_units_ablated", "units"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Prunability from curves
+# ----------------------------------------------------------------------------------------------
+
+
+def crossing(
+    fractions: Sequence[float], agreement: Sequence[float], threshold: float = DEFAULT_THRESHOLD
+) -> tuple[float, str]:
+    """(fraction where ``agreement`` first falls below ``threshold``, flag).
+
+    Linear interpolation between the last grid point at or above the threshold and the first one
+    below it. Flags: ``crosses``; ``never_crosses`` (returns the largest fraction of the grid);
+    ``starts_below`` (agreement at the smallest fraction already below: returns 0.0).
+    """
+    f = np.asarray(fractions, dtype=np.float64)
+    a = np.asarray(agreement, dtype=np.float64)
+    if f.shape != a.shape or f.ndim != 1 or len(f) == 0:
+        raise ValueError("fractions and agreement must be 1-d and of the same, non-zero length")
+    order = np.argsort(f, kind="stable")
+    f, a = f[order], a[order]
+    below = np.flatnonzero(a < threshold)
+    if len(below) == 0:
+        return float(f[-1]), "never_crosses"
+    i = int(below[0])
+    if i == 0:
+        return 0.0, "starts_below"
+    f0, f1, a0, a1 = f[i - 1], f[i], a[i - 1], a[i]
+    return float(f0 + (a0 - threshold) / (a0 - a1) * (f1 - f0)), "crosses"
+
+
+def prunability(
+    fractions: Sequence[float], agreement: Sequence[float], threshold: float = DEFAULT_THRESHOLD
+) -> float:
+    """Fraction of units that can be zeroed before agreement falls below ``threshold``; see
+    :func:`crossing` for the interpolation and the never-crosses (→ largest fraction, 1.0 on the
+    default grid) and starts-below (→ 0.0) cases."""
+    return crossing(fractions, agreement, threshold)[0]
+
+
+def prunability_table(curves: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Per scope: prunability of the order-averaged curve, its flag, and the mean / sd over orders
+    of the per-order crossings."""
+    rows = []
+    for scope, sub in curves.groupby("scope", sort=False):
+        mean_curve = sub.groupby("fraction")["agreement"].mean()
+        value, flag = crossing(mean_curve.index, mean_curve.to_numpy(), threshold)
+        per_order = [
+            crossing(o["fraction"], o["agreement"], threshold)[0]
+            for _, o in sub.groupby("order", sort=True)
+        ]
+        rows.append(
+            {
+                "scope": scope,
+                "prunability": value,
+                "prunability_flag": flag,
+                "prunability_order_mean": float(np.mean(per_order)),
+                "prunability_sd": float(np.std(per_order, ddof=1)) if len(per_order) > 1 else 0.0,
+                "n_orders": len(per_order),
+                "units": int(sub["units"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Redundancy
+# ----------------------------------------------------------------------------------------------
+
+
+def unit_samples(acts, max_rows: int = DEFAULT_MAX_ROWS, seed: int = 0) -> np.ndarray:
+    """A tap's activations as a float64 (samples × units) matrix.
+
+    Dense taps (n × units) are used as they are; conv maps (n × C × …) make every spatial position
+    a sample. More than ``max_rows`` rows are subsampled without replacement (seeded).
+    """
+    arr = acts.detach().cpu().numpy() if isinstance(acts, torch.Tensor) else np.asarray(acts)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    elif arr.ndim > 2:
+        arr = np.moveaxis(arr, 1, -1).reshape(-1, arr.shape[1])
+    if len(arr) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(arr), max_rows, replace=False))
+        arr = arr[rows]
+    return np.asarray(arr, dtype=np.float64)
+
+
+def pca_spectrum(samples: np.ndarray) -> np.ndarray:
+    """Eigenvalues (descending, ≥ 0) of the sample covariance of (samples × units)."""
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError("PCA needs at least two samples")
+    x = x - x.mean(axis=0, keepdims=True)
+    cov = x.T @ x / (len(x) - 1)
+    values = np.linalg.eigvalsh(cov)[::-1]
+    return np.clip(values, 0.0, None)
+
+
+def n_components(eigenvalues: Sequence[float], energy: float = DEFAULT_ENERGY) -> int:
+    """Smallest number of leading components holding ≥ ``energy`` of the variance (0 if none)."""
+    values = np.sort(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))[::-1]
+    total = values.sum()
+    if total <= 0.0:
+        return 0
+    cumulative = np.cumsum(values) / total
+    k = int(np.searchsorted(cumulative, energy * (1.0 - 1e-12), side="left")) + 1
+    return min(k, len(values))
+
+
+def compressibility(eigenvalues: Sequence[float], energy: float = DEFAULT_ENERGY) -> float:
+    """Fraction of dimensions that can be dropped while keeping ``energy`` of the variance."""
+    n = len(eigenvalues)
+    return (n - n_components(eigenvalues, energy)) / n
+
+
+def dead_units(samples: np.ndarray) -> np.ndarray:
+    """Boolean mask of units with (numerically) zero variance."""
+    var = np.asarray(samples, dtype=np.float64).var(axis=0)
+    top = var.max() if var.size else 0.0
+    return var <= _DEAD_TOL * top if top > 0 else np.ones_like(var, dtype=bool)
+
+
+def similar_unit_counts(
+    samples: np.ndarray, threshold: float = DEFAULT_CORR_THRESHOLD
+) -> np.ndarray:
+    """Per unit, the number of other units with |Pearson r| ≥ ``threshold``; dead units get 0 and
+    are counted for nobody."""
+    x = np.asarray(samples, dtype=np.float64)
+    dead = dead_units(x)
+    counts = np.zeros(x.shape[1], dtype=np.int64)
+    live = np.flatnonzero(~dead)
+    if len(live) > 1:
+        z = x[:, live] - x[:, live].mean(axis=0)
+        z /= np.linalg.norm(z, axis=0)
+        r = z.T @ z
+        counts[live] = (np.abs(r) >= threshold).sum(axis=1) - 1
+    return counts
+
+
+def layer_redundancy(
+    acts,
+    energy: float = DEFAULT_ENERGY,
+    corr_threshold: float = DEFAULT_CORR_THRESHOLD,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+) -> dict:
+    """PCA compressibility, components for ``energy``, correlation count and dead units of a tap."""
+    samples = unit_samples(acts, max_rows, seed)
+    values = pca_spectrum(samples)
+    k = n_components(values, energy)
+    units = samples.shape[1]
+    return {
+        "units": units,
+        "n_pcs": k,
+        "compressibility": (units - k) / units,
+        "mean_abs_corr_count": float(similar_unit_counts(samples, corr_threshold).mean()),
+        "dead_units": int(dead_units(samples).sum()),
+        "pca_rows": len(samples),
+    }
+
+
+def redundancy_table(
+    layers: Mapping[str, object],
+    energy: float = DEFAULT_ENERGY,
+    corr_threshold: float = DEFAULT_CORR_THRESHOLD,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`layer_redundancy` of every tap (``{tap: activations}`` in tap order)."""
+    rows = []
+    for i, (tap, acts) in enumerate(layers.items()):
+        rows.append(
+            {
+                "layer": tap,
+                "layer_index": i,
+                **layer_redundancy(acts, energy, corr_threshold, max_rows, seed + i),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def layer_activations(model: torch.nn.Module, x, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """{tap: float32 array} of the intact model on ``x`` (when no activation file is at hand)."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    parts: dict[str, list] = {tap: [] for tap in model.tap_names}
+    try:
+        for start in range(0, len(x), batch_size):
+            _, taps = model(_as_tensor(x[start : start + batch_size], device), return_taps=True)
+            for tap in model.tap_names:
+                parts[tap].append(taps[tap].float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {tap: np.concatenate(v) for tap, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Unit counts
+# ----------------------------------------------------------------------------------------------
+
+
+def unit_counts(
+    units: float,
+    prunability_value: float,
+    compressibility_value: float,
+    n_pcs: float,
+    rule: str = "product",
+) -> dict:
+    """Prunable / non-prunable / redundant / non-redundant units of a layer (see module doc)."""
+    if rule not in REDUNDANCY_RULES:
+        raise ValueError(f"unknown redundancy rule {rule!r}; choose one of {REDUNDANCY_RULES}")
+    prunable = prunability_value * units
+    non_prunable = units - prunable
+    if rule == "product":
+        redundant = compressibility_value * non_prunable
+    else:
+        redundant = non_prunable - min(float(n_pcs), non_prunable)
+    return {
+        "prunable": prunable,
+        "non_prunable": non_prunable,
+        "redundant": redundant,
+        "non_redundant": non_prunable - redundant,
+    }
+
+
+def _flags(*parts: str) -> str:
+    return ";".join(p for p in parts if p and p != "crosses")
+
+
+def per_model_table(
+    curves: pd.DataFrame,
+    redundancy: pd.DataFrame,
+    threshold: float = DEFAULT_THRESHOLD,
+    rule: str = "product",
+    columns: Mapping[str, object] | None = None,
+) -> pd.DataFrame:
+    """One row per tap (per-layer ablation curve) and one ``layer == "all"`` row (all-layer curve).
+
+    Columns: the model ``columns`` (e.g. ``ModelSpec.columns()``), ``layer``, ``layer_index``
+    (−1 for ``all``), ``scope`` (``layer``/``network``), ``units``, ``prunability``,
+    ``prunability_sd``, ``prunable``, ``non_prunable``, ``compressibility``, ``n_pcs``,
+    ``redundant``, ``non_redundant``, ``mean_abs_corr_count``, ``dead_units``, ``threshold``,
+    ``redundancy_rule``, ``flags`` (``never_crosses``, ``starts_below``, ``no_variance``,
+    ``dead_units``; ``;``-joined, empty when none).
+    """
+    prune = prunability_table(curves, threshold).set_index("scope")
+    red = redundancy.set_index("layer")
+    rows = []
+    for tap, r in red.iterrows():
+        if tap not in prune.index:
+            raise ValueError(f"no per-layer ablation curve for tap {tap!r}")
+        p = prune.loc[tap]
+        if int(p["units"]) != int(r["units"]):
+            raise ValueError(f"tap {tap!r}: {p['units']} units ablated but {r['units']} in PCA")
+        counts = unit_counts(r["units"], p["prunability"], r["compressibility"], r["n_pcs"], rule)
+        rows.append(
+            {
+                "layer": tap,
+                "layer_index": int(r["layer_index"]),
+                "scope": "layer",
+                "units": int(r["units"]),
+                "prunability": p["prunability"],
+                "prunability_sd": p["prunability_sd"],
+                **counts,
+                "compressibility": r["compressibility"],
+                "n_pcs": int(r["n_pcs"]),
+                "mean_abs_corr_count": r["mean_abs_corr_count"],
+                "dead_units": int(r["dead_units"]),
+                "flags": _flags(
+                    p["prunability_flag"],
+                    "no_variance" if r["n_pcs"] == 0 else "",
+                    "dead_units" if r["dead_units"] else "",
+                ),
+            }
+        )
+    p = prune.loc[ALL]
+    units = red["units"].astype(float)
+    per_tap = [
+        unit_counts(u, p["prunability"], c, k, rule)
+        for u, c, k in zip(units, red["compressibility"], red["n_pcs"], strict=True)
+    ]
+    total = float(units.sum())
+    network = {
+        "layer": ALL,
+        "layer_index": -1,
+        "scope": "network",
+        "units": int(total),
+        "prunability": p["prunability"],
+        "prunability_sd": p["prunability_sd"],
+        **{q: float(sum(c[q] for c in per_tap)) for q in per_tap[0]},
+        "compressibility": float((red["compressibility"] * units).sum() / total),
+        "n_pcs": int(red["n_pcs"].sum()),
+        "mean_abs_corr_count": float((red["mean_abs_corr_count"] * units).sum() / total),
+        "dead_units": int(red["dead_units"].sum()),
+        "flags": _flags(p["prunability_flag"], "dead_units" if red["dead_units"].any() else ""),
+    }
+    table = pd.DataFrame([*rows, network])
+    table["threshold"] = threshold
+    table["redundancy_rule"] = rule
+    if columns:
+        for i, (name, value) in enumerate(columns.items()):
+            table.insert(i, name, [value] * len(table))
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Across the grid
+# ----------------------------------------------------------------------------------------------
+
+
+def growth_statistic(widths: Sequence[float], counts: Sequence[float]) -> float:
+    """Mean ratio ``count(2W) / count(W)`` over the successive doublings of a ×2 width series.
+
+    Raises ``ValueError`` unless the sorted widths form a ×2 series of at least two widths.
+    Doublings whose smaller-width count is 0 are skipped; NaN if none is left.
+    """
+    w = np.asarray(widths, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    if w.shape != c.shape or w.ndim != 1:
+        raise ValueError("widths and counts must be 1-d and of the same length")
+    if len(w) < 2:
+        raise ValueError(f"the growth statistic needs at least two widths, got {w.tolist()}")
+    order = np.argsort(w)
+    w, c = w[order], c[order]
+    if not np.allclose(w[1:], 2.0 * w[:-1]):
+        raise ValueError(f"widths must form a ×2 series (W, 2W, 4W, …), got {w.tolist()}")
+    valid = c[:-1] > 0
+    if not valid.any():
+        return float("nan")
+    return float(np.mean(c[1:][valid] / c[:-1][valid]))
+
+
+MODEL_AXES = (
+    "dataset",
+    "arch",
+    "width",
+    "depth",
+    "bottleneck",
+    "train_size",
+    "weight_decay",
+    "seed",
+)
+
+
+def summary_table(
+    per_model_tables: Sequence[pd.DataFrame],
+    specs: Sequence | None = None,
+    quantities: Sequence[str] = COUNT_QUANTITIES,
+) -> pd.DataFrame:
+    """Long table of unit counts across the grid.
+
+    One row per (model, layer, quantity): the model axes, ``layer``, ``quantity``, ``count``,
+    ``fraction`` (count / units) and ``normalised`` (count / the same count of the widest model of
+    its series: same axes except width, same seed, same layer). ``specs`` (``ModelSpec``s aligned
+    with the tables) supply the model columns when the tables do not carry them.
+    """
+    frames = []
+    for i, table in enumerate(per_model_tables):
+        table = table.copy()
+        if specs is not None:
+            for name, value in specs[i].columns().items():
+                table[name] = value
+        missing = [c for c in ("model", *MODEL_AXES) if c not in table]
+        if missing:
+            raise ValueError(f"per-model table {i} lacks the model columns {missing}")
+        frames.append(table)
+    wide = pd.concat(frames, ignore_index=True)
+    wide["layer_units"] = wide["units"]
+    keep = ["model", *MODEL_AXES, "layer", "layer_index", "layer_units", "prunability"]
+    long = wide.melt(
+        id_vars=keep, value_vars=list(quantities), var_name="quantity", value_name="count"
+    )
+    long = long.rename(columns={"layer_units": "units"})
+    long["count"] = long["count"].astype(float)
+    long["fraction"] = long["count"] / long["units"]
+    series = [c for c in MODEL_AXES if c != "width"] + ["layer", "quantity"]
+    widest = long.loc[long.groupby(series, dropna=False)["width"].idxmax(), [*series, "count"]]
+    widest = widest.rename(columns={"count": "widest_count"})
+    long = long.merge(widest, on=series, how="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        long["normalised"] = np.where(
+            long["widest_count"] > 0, long["count"] / long["widest_count"], np.nan
+        )
+    return long.drop(columns="widest_count")
+
+
+def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def growth_table(summary: pd.DataFrame, layer: str = ALL, level: float = 0.95) -> pd.DataFrame:
+    """g per (model axes except width and seed, quantity) for ``layer``: the mean over seeds of the
+    per-seed g with a ``level`` t-interval, and g of the seed-averaged counts. Series that are not
+    a ×2 width series of ≥ 2 widths get NaN and a flag."""
+    sub = summary[summary["layer"] == layer]
+    group_cols = [c for c in MODEL_AXES if c not in ("width", "seed")] + ["quantity"]
+    rows = []
+    for key, grp in sub.groupby(group_cols, dropna=False, sort=True):
+        flag = ""
+        per_seed = []
+        try:
+            for _, s in grp.groupby("seed"):
+                per_seed.append(growth_statistic(s["width"], s["count"]))
+            mean_counts = grp.groupby("width")["count"].mean()
+            g_of_mean = growth_statistic(mean_counts.index, mean_counts.to_numpy())
+        except ValueError as err:
+            flag, per_seed, g_of_mean = str(err), [], float("nan")
+        values = np.asarray(per_seed, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = _t_interval(values, level)
+        rows.append(
+            {
+                **dict(zip(group_cols, key, strict=True)),
+                "layer": layer,
+                "widths": ",".join(str(int(w)) for w in sorted(grp["width"].unique())),
+                "n_seeds": int(grp["seed"].nunique()),
+                "g": float(finite.mean()) if len(finite) else float("nan"),
+                "g_sd": float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"),
+                "g_ci_low": low,
+                "g_ci_high": high,
+                "g_of_mean": g_of_mean,
+                "faster_than_width": bool(len(finite) and finite.mean() > 2.0),
+                "flag": flag or ("" if len(finite) == len(values) else "zero counts in a series"),
+            }
+        )
+    return pd.DataFrame(rows)
