@@ -1,0 +1,503 @@
+"""widthlab.clones against independent math: the information imbalance's definition written out as
+loops and its known limits, exact linear algebra on layers built of clones, scikit-learn's Ridge,
+and synthetic layers whose clone size is known by construction."""
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+
+from widthlab import clones as cl
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread is faster, and immune to a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------
+# Information imbalance
+# ----------------------------------------------------------------------------------------------
+
+
+def euclid(x):
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+
+
+def imbalance_loops(a, b, ties):
+    """The definition, one point at a time: Δ(A→B) = 2/N · mean_i rank_B(i, NN_A(i)), ranks from 1,
+    i excluded. ``index``: lowest index wins ties; ``average``: mean over tied nearest neighbours
+    in A of the mean rank that j's tie block in B occupies."""
+    da, db = euclid(a), euclid(b)
+    n = len(da)
+    total = 0.0
+    for i in range(n):
+        others = [k for k in range(n) if k != i]
+        if ties == "index":
+            nn = min(others, key=lambda k: (da[i, k], k))
+            order = sorted(others, key=lambda k: (db[i, k], k))
+            total += order.index(nn) + 1
+        else:
+            best = min(da[i, k] for k in others)
+            nns = [k for k in others if da[i, k] == best]
+            ranks = []
+            for j in nns:
+                below = sum(1 for k in others if db[i, k] < db[i, j])
+                tied = sum(1 for k in others if k != j and db[i, k] == db[i, j])
+                ranks.append(1 + below + tied / 2)
+            total += sum(ranks) / len(ranks)
+    return 2.0 * total / (n * n)
+
+
+@pytest.mark.parametrize("ties", ["average", "index"])
+def test_ii_of_a_space_with_itself_is_the_minimum_2_over_n(ties):
+    x = np.random.default_rng(0).normal(size=(300, 5))
+    assert cl.information_imbalance(x, x, ties) == pytest.approx(2 / 300, abs=1e-15)
+
+
+def test_ii_of_a_permuted_and_rotated_copy_is_minimal():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6))
+    permuted = x[:, rng.permutation(6)]
+    assert cl.information_imbalance(x, permuted) == pytest.approx(2 / 300, abs=1e-15)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert cl.information_imbalance(x, 3.0 * x @ q) == pytest.approx(2 / 300, abs=1e-15)
+
+
+def test_ii_between_independent_spaces_is_about_one():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(1000, 4)), rng.normal(size=(1000, 4))
+    # rank uniform on 1..N-1: Δ has mean 1 and sd ≈ 2 / sqrt(12 N) ≈ 0.018
+    assert cl.information_imbalance(a, b) == pytest.approx(1.0, abs=0.08)
+    assert cl.information_imbalance(b, a) == pytest.approx(1.0, abs=0.08)
+
+
+def test_ii_is_asymmetric_when_one_space_contains_the_other():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(1000, 3))
+    b = a[:, :1] + 1e-3 * rng.normal(size=(1000, 1))  # B: A's first coordinate, low noise
+    a_to_b, b_to_a = cl.information_imbalance(a, b), cl.information_imbalance(b, a)
+    assert a_to_b < 0.25  # A's neighbours are near in B
+    assert b_to_a > 0.5  # B's neighbours are scattered in A's other coordinates
+    assert b_to_a > 3 * a_to_b
+
+
+@pytest.mark.parametrize("ties", ["average", "index"])
+def test_ii_matches_the_definition_loop_with_ties(ties):
+    rng = np.random.default_rng(4)
+    # integer coordinates and duplicated points: many exact ties in both spaces
+    a = rng.integers(0, 3, size=(14, 2)).astype(float)
+    b = rng.integers(0, 2, size=(14, 1)).astype(float)
+    a[5] = a[2]
+    for x, y in ((a, b), (b, a), (a, a[:, :1]), (a[:, :1], a)):
+        assert cl.information_imbalance(x, y, ties) == pytest.approx(
+            imbalance_loops(x, y, ties), abs=1e-14
+        )
+
+
+def test_ii_without_ties_is_dadapy_rank_semantics():
+    """No ties: both tie rules agree with the argsort-position rank (self at position 0)."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    da, db = euclid(a), euclid(b)
+    idx_a, idx_b = np.argsort(da, axis=1), np.argsort(db, axis=1)
+    ranks = [np.where(idx_b[i] == idx_a[i, 1])[0][0] for i in range(40)]
+    expected = np.mean(ranks) / (40 / 2)
+    for ties in ("average", "index"):
+        assert cl.information_imbalance(a, b, ties) == pytest.approx(expected, abs=1e-14)
+
+
+def test_ii_subsample_is_seeded_and_sorted():
+    first = cl.ii_subsample(5000, 1000, seed=3)
+    assert np.array_equal(first, cl.ii_subsample(5000, 1000, seed=3))
+    assert len(np.unique(first)) == 1000 and np.all(np.diff(first) > 0)
+    assert np.array_equal(cl.ii_subsample(300, 1000), np.arange(300))
+
+
+# ----------------------------------------------------------------------------------------------
+# Chunks
+# ----------------------------------------------------------------------------------------------
+
+
+def test_chunk_sizes_and_sampling():
+    assert cl.chunk_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert cl.chunk_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
+    chunks = cl.sample_chunks(64, 8, 100, seed=1)
+    assert chunks.shape == (100, 8)
+    assert len({tuple(c) for c in chunks}) == 100
+    assert all(np.all(np.diff(c) > 0) for c in chunks)
+    assert np.array_equal(chunks, cl.sample_chunks(64, 8, 100, seed=1))
+    assert not np.array_equal(chunks, cl.sample_chunks(64, 8, 100, seed=2))
+    # fewer distinct chunks than asked for: all of them
+    assert cl.sample_chunks(64, 64, 100).shape == (1, 64)
+    assert cl.sample_chunks(8, 1, 100).shape == (8, 1)
+    assert len({tuple(c) for c in cl.sample_chunks(6, 3, 100)}) == math.comb(6, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ridge R² and residual correlation
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ridge_matches_scikit_learn():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(200, 5)) + 3.0
+    y = x @ rng.normal(size=(5, 12)) + rng.normal(size=(200, 12)) * np.linspace(0.1, 2, 12)
+    coef, x_mean, y_mean = cl.ridge_fit(torch.from_numpy(x), torch.from_numpy(y), 1e-8)
+    pred = ((torch.from_numpy(x) - x_mean) @ coef + y_mean).numpy()
+    reference = Ridge(alpha=1e-8).fit(x, y)
+    assert np.allclose(pred, reference.predict(x), atol=1e-9)
+    r2 = cl.variance_weighted_r2(torch.from_numpy(y), torch.from_numpy(pred))
+    assert r2 == pytest.approx(r2_score(y, pred, multioutput="variance_weighted"), abs=1e-12)
+
+
+def test_a_chunk_of_distinct_clone_units_determines_the_layer():
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(300, 8))
+    h = np.hstack([z, z, z, z])  # W = 32: four exact clones of an 8-unit representation
+    chunk = np.array([0, 9, 18, 27, 4, 13, 22, 31])  # one copy of each of the 8 units
+    r2, corr = cl.chunk_regression(h[:200], h[200:], [np.sort(chunk)])
+    assert r2[0] == pytest.approx(1.0, abs=1e-9)
+    assert np.isnan(corr[0])  # every unit outside is determined exactly: no residuals left
+
+
+def test_residual_correlation_uses_only_the_units_outside_the_chunk():
+    rng = np.random.default_rng(8)
+    n = 400
+    z = rng.normal(size=(n, 8))
+    noise = 0.05 * rng.normal(size=(n, 24))
+    h = np.hstack([z, z + noise[:, :8], z + noise[:, 8:16], z + noise[:, 16:]])
+    r2, corr = cl.chunk_regression(h, h, [np.arange(8)])  # the noise-free clone, in sample
+    # independent math: the outside residuals are the noise minus its projection on [1, z]
+    design = np.hstack([np.ones((n, 1)), z])
+    resid = noise - design @ np.linalg.lstsq(design, noise, rcond=None)[0]
+    c = np.corrcoef(resid.T)
+    expected = np.abs(c[np.triu_indices(24, 1)]).mean()
+    assert corr[0] == pytest.approx(expected, abs=1e-10)
+    assert corr[0] < 0.1  # ≈ sqrt(2 / (π n)) ≈ 0.04 for independent noise
+    sst = ((h - h.mean(0)) ** 2).sum()
+    assert r2[0] == pytest.approx(1 - (resid**2).sum() / sst, abs=1e-10)
+
+
+def test_r2_of_a_clone_layer_is_the_fraction_of_units_covered():
+    """In sample, with orthonormal equal-variance units, R² = (distinct units covered) / d."""
+    rng = np.random.default_rng(9)
+    n, d, c = 200, 4, 8
+    q, _ = np.linalg.qr(rng.normal(size=(n, d + 1)))
+    q = q - q.mean(axis=0)
+    z, _ = np.linalg.qr(q[:, :d] - q[:, :d].mean(0))  # centred orthonormal columns
+    z *= np.sqrt(n)
+    h = np.tile(z, (1, c))
+    chunks = cl.sample_chunks(d * c, 4, 40, seed=0)
+    r2, _ = cl.chunk_regression(h, h, chunks)
+    covered = np.array([len(set((chunk % d).tolist())) / d for chunk in chunks])
+    assert np.allclose(r2, covered, atol=1e-9)
+    assert covered.min() < 1 < covered.max() + 1e-12  # some chunks miss units, some cover all
+
+
+# ----------------------------------------------------------------------------------------------
+# Chunk accuracy
+# ----------------------------------------------------------------------------------------------
+
+
+def test_head_restricted_to_a_chunk_is_the_direct_computation():
+    rng = np.random.default_rng(10)
+    h, w, b = rng.normal(size=(100, 16)), rng.normal(size=(3, 16)), rng.normal(size=3)
+    y = rng.integers(0, 3, 100)
+    chunk = np.array([1, 5, 6, 11])
+    got = cl.head_accuracy(h, y, w, b, [chunk])[0]
+    assert got == np.mean((h[:, chunk] @ w[:, chunk].T + b).argmax(1) == y)
+    got = cl.head_accuracy(h, y, w, b, [chunk], rescale=True)[0]
+    assert got == np.mean((4 * h[:, chunk] @ w[:, chunk].T + b).argmax(1) == y)
+
+
+def test_rescaled_head_on_one_clone_equals_the_full_network():
+    rng = np.random.default_rng(11)
+    n, d, c, classes = 500, 8, 4, 5
+    z = rng.normal(size=(n, d))
+    v, b = rng.normal(size=(classes, d)), 2.0 * rng.normal(size=classes)
+    y = (z @ v.T + b + 0.5 * rng.normal(size=(n, classes))).argmax(1)
+    h = np.tile(z, (1, c))
+    w = np.tile(v / c, (1, c))  # head weights split equally over the clones
+    full = np.mean((h @ w.T + b).argmax(1) == y)
+    clone = np.arange(d) + 2 * d  # the third clone
+    assert cl.head_accuracy(h, y, w, b, [clone], rescale=True)[0] == full
+    assert cl.head_accuracy(h, y, w, b, [np.arange(d * c)])[0] == full
+    # without rescaling the bias dominates the shrunken logits
+    assert cl.head_accuracy(h, y, w, b, [clone])[0] < full
+
+
+def test_readout_separable_chunk_has_zero_training_error():
+    rng = np.random.default_rng(12)
+    z = rng.normal(size=(300, 4))
+    y = (z @ rng.normal(size=(4, 3))).argmax(1)
+    # labels are an exact linear function of z: the chunk holding z is separable
+    h = np.hstack([z, rng.normal(size=(300, 4))])
+    train, test = cl.readout_accuracy(h[:200], y[:200], h[200:], y[200:], [np.arange(4)])
+    assert train[0] == 1.0
+    assert test[0] > 0.85
+
+
+# ----------------------------------------------------------------------------------------------
+# Clone size and count
+# ----------------------------------------------------------------------------------------------
+
+
+def clone_layer(seed, d, c, mode, n=800, noise=0.05):
+    """c clones of a d-unit signal Z plus independent noise on every unit. Z's coordinates are
+    independent: each is ±5 (a random corner of a hypercube) plus unit Gaussian spread; the label
+    is the corner's sign pattern on the first two coordinates (4 classes, linear in Z, with a
+    wide margin). ``copy``: exact copies, H = [Z, …, Z]; ``mix``: every unit a random linear
+    combination of Z's coordinates (each clone Z times its own random d×d matrix)."""
+    rng = np.random.default_rng(seed)
+    corners = rng.choice([-1.0, 1.0], size=(n, d))
+    z = 5.0 * corners + rng.normal(size=(n, d))
+    y = (corners[:, 0] > 0).astype(int) + 2 * (corners[:, 1] > 0).astype(int)
+    if mode == "copy":
+        h = np.tile(z, (1, c))
+    else:
+        h = z @ rng.normal(size=(d, d * c)) / np.sqrt(d)
+    return h + noise * rng.normal(size=h.shape), y
+
+
+def coverage(width, d, size):
+    """P(a random chunk of ``size`` of the d·c units of an exact-copy layer holds every one of the
+    d signal units at least once), by inclusion–exclusion (each unit has c = width / d copies)."""
+    c = width // d
+    terms = ((-1) ** k * math.comb(d, k) * math.comb(width - k * c, size) for k in range(d + 1))
+    return sum(terms) / math.comb(width, size)
+
+
+FAST = cl.CloneConfig(n_accuracy_chunks=10, n_readout_chunks=4, n_r2_chunks=10, n_ii_chunks=4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_copies_clone_size_is_where_random_chunks_hold_every_unit(seed):
+    d, c = 4, 8
+    h, y = clone_layer(seed, d, c, "copy")
+    head = np.zeros((4, d * c))
+    config = cl.CloneConfig(
+        n_accuracy_chunks=20, n_readout_chunks=20, n_r2_chunks=20, n_ii_chunks=20, seed=seed
+    )  # enough chunks that some at size 8 miss a unit (P(all 20 hold every unit) ≈ 0.002)
+    table = cl.per_model_table(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4), config)
+    result = cl.clone_count(table)
+    # a chunk missing one of the d units loses a quarter of the signal; random chunks hold every
+    # unit with probability 0.11, 0.73, 0.995 at sizes 4, 8, 16: the clone size is 16 = W / 2
+    expected = min(s for s in cl.chunk_sizes(d * c) if coverage(d * c, d, s) >= 0.95)
+    assert expected == 16
+    assert result["clone_size"] == expected and result["n_clones"] == 2 and not result["flagged"]
+    r2 = table[table["metric"] == "r2"].set_index("chunk_size")["mean"]
+    corr = table[table["metric"] == "residual_corr"].set_index("chunk_size")["mean"]
+    assert r2[16] > 0.99
+    assert corr[16] < 0.15 < corr[1]  # the residuals of the units outside are nearly independent
+
+
+@pytest.mark.parametrize(("d", "c", "seed"), [(4, 16, 0), (4, 16, 1), (8, 8, 0), (8, 8, 1)])
+def test_mixed_clones_give_clone_size_about_d_and_about_c_clones(d, c, seed):
+    h, y = clone_layer(seed, d, c, "mix")
+    head = np.zeros((4, d * c))
+    config = dataclasses.replace(FAST, seed=seed)
+    table = cl.per_model_table(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4), config)
+    result = cl.clone_count(table)
+    # any d units determine the layer (R² ≈ 1 from d on), but a random d×d mixture distorts the
+    # distances (Δ ≈ 0.05 at w = d): the clone size is d or 2d
+    assert result["clone_size"] in (d, 2 * d)
+    assert result["n_clones"] == d * c / result["clone_size"] in (c, c / 2)
+    assert not result["flagged"]
+    r2 = table[table["metric"] == "r2"].set_index("chunk_size")["mean"]
+    corr = table[table["metric"] == "residual_corr"].set_index("chunk_size")["mean"]
+    assert r2[d // 2] < 0.9 < r2[d]
+    assert r2[2 * d] > 0.99
+    assert corr[d * c // 2] < 0.15 < corr[1]
+
+
+def test_no_qualifying_chunk_is_flagged():
+    rng = np.random.default_rng(13)
+    h = rng.normal(size=(400, 16))
+    y = rng.integers(0, 3, 400)
+    table = cl.per_model_table(
+        h[:200], y[:200], h[200:], y[200:], np.zeros((3, 16)), np.zeros(3), FAST
+    )
+    result = cl.clone_count(table)
+    assert result == result | {"clone_size": 16, "n_clones": 1.0, "flagged": True}
+
+
+def _handmade_table(ii, r2, train_head, train_readout, sizes=(1, 2, 4, 8, 16)):
+    rows = []
+    for s, a, b, th, tr in zip(sizes, ii, r2, train_head, train_readout, strict=True):
+        rows += [
+            {
+                "chunk_size": s,
+                "metric": "ii_chunk_to_full",
+                "method": "euclidean",
+                "split": "test",
+                "mean": a,
+            },
+            {"chunk_size": s, "metric": "r2", "method": "ridge", "split": "test", "mean": b},
+            {"chunk_size": s, "metric": "accuracy", "method": "head", "split": "train", "mean": th},
+            {
+                "chunk_size": s,
+                "metric": "accuracy",
+                "method": "readout",
+                "split": "train",
+                "mean": tr,
+            },
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_clone_count_rule_and_its_parameters():
+    table = _handmade_table(
+        ii=[0.5, 0.2, 0.04, 0.01, 0.0],
+        r2=[0.3, 0.95, 0.95, 0.99, 1.0],
+        train_head=[0.2, 0.3, 0.5, 0.9, 1.0],
+        train_readout=[0.8, 1.0, 1.0, 1.0, 1.0],
+    )
+    assert cl.clone_count(table)["clone_size"] == 4
+    assert cl.clone_count(table)["n_clones"] == 4
+    assert cl.clone_count(table, {"ii_max": 0.3})["clone_size"] == 2
+    assert cl.clone_count(table, {"ii_max": 0.3, "r2_min": 0.99})["clone_size"] == 8
+    assert cl.clone_count(table, {"accuracy_method": "head"})["clone_size"] == 16
+    assert (
+        cl.clone_count(table, {"train_error_max": 0.1, "accuracy_method": "head"})["clone_size"]
+        == 8
+    )
+    loose = {"ii_max": None, "r2_min": None, "train_error_max": None}
+    assert cl.clone_count(table, loose)["clone_size"] == 1
+    with pytest.raises(ValueError):
+        cl.CloneThresholds(accuracy_method="knn")
+
+
+# ----------------------------------------------------------------------------------------------
+# Growth fit
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("critical", [64.0, 80.0, 8.0])
+def test_fit_clone_growth_recovers_slope_and_breakpoint(critical):
+    widths = np.array([16, 32, 64, 128, 256, 512, 1024], dtype=float)
+    slope = 1 / 32
+    n = np.where(widths <= critical, 1.0, 1.0 + slope * (widths - critical))
+    fit = cl.fit_clone_growth(widths, n)
+    assert fit.slope == pytest.approx(slope, rel=1e-9)
+    assert fit.critical_width == pytest.approx(max(critical, 8.0), rel=1e-9)
+    assert fit.intercept == pytest.approx(1 - slope * critical, rel=1e-9, abs=1e-9)
+
+
+def test_fit_clone_growth_with_seeds_and_noise_and_without_growth():
+    rng = np.random.default_rng(14)
+    widths = np.repeat([16, 32, 64, 128, 256, 512, 1024], 3).astype(float)
+    n = np.where(widths <= 100, 1.0, 1.0 + (widths - 100) / 16) + 0.2 * rng.normal(size=widths.size)
+    fit = cl.fit_clone_growth(widths, n)
+    assert fit.slope == pytest.approx(1 / 16, rel=0.02)
+    assert fit.critical_width == pytest.approx(100, abs=12)
+    flat = cl.fit_clone_growth([16, 32, 64], [1, 1, 1])
+    assert flat.slope == 0 and flat.intercept == 1 and np.isnan(flat.critical_width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and ensembles
+# ----------------------------------------------------------------------------------------------
+
+
+def test_per_model_and_summary_tables():
+    h, y = clone_layer(1, 4, 4, "copy", n=300)
+    columns = {"model": "toy-w16", "dataset": "toy", "arch": "mlp", "width": 16, "depth": 1}
+    config = cl.CloneConfig(n_accuracy_chunks=5, n_readout_chunks=2, n_r2_chunks=3, n_ii_chunks=2)
+    table = cl.per_model_table(
+        h[:150], y[:150], h[150:], y[150:], np.ones((4, 16)), np.zeros(4), config, columns
+    )
+    assert list(table.columns[:5]) == list(columns)
+    assert set(cl.TABLE_COLUMNS) <= set(table.columns)
+    per_size = table.groupby("chunk_size").size()
+    assert (per_size == 6 + 2 + 2).all()  # 3 methods × 2 splits, r2 + corr, 2 × Δ
+    n_chunks = table.set_index(["chunk_size", "metric", "method", "split"])["n_chunks"]
+    assert n_chunks[(1, "accuracy", "head", "test")] == 5
+    assert n_chunks[(16, "accuracy", "head", "test")] == 1  # only one chunk of size W
+    assert n_chunks[(4, "r2", "ridge", "test")] == 3
+    other = table.assign(model="toy-w16b", width=16)
+    summary = cl.summary_table([table, other])
+    assert list(summary["model"]) == ["toy-w16", "toy-w16b"]
+    assert {"clone_size", "n_clones", "flagged", "full_test_acc_head"} <= set(summary.columns)
+    growth = cl.growth_table(summary, group_by=("dataset", "arch"))
+    assert len(growth) == 1 and growth["n_models"].iloc[0] == 2
+
+
+def test_ensembles_and_error_infinity():
+    rng = np.random.default_rng(15)
+    n, classes = 400, 5
+    labels = rng.integers(0, classes, n)
+    signal = np.eye(classes)[labels]
+    logits = {
+        (w, s): signal * 1.0 + rng.normal(size=(n, classes)) * (4.0 / np.sqrt(w))
+        for w in (1, 2, 4)
+        for s in range(4)
+    }
+    table = cl.ensemble_table(logits, labels)
+    single = table[table["members"] == 1].set_index("width")["ensemble_error"]
+    direct = np.mean([np.mean(logits[(2, s)].argmax(1) != labels) for s in range(4)])
+    assert single[2] == pytest.approx(direct)
+    row = table[(table["width"] == 1) & (table["members"] == 4)].iloc[0]
+    assert row["total_width"] == 4 and row["n_groups"] == 1
+    assert row["wide_error"] == pytest.approx(single[4])
+    summed = sum(logits[(1, s)] for s in range(4))
+    assert row["ensemble_error"] == np.mean(summed.argmax(1) != labels)
+    err_inf, best = cl.error_infinity(table)
+    assert best["width"] == 4 and best["members"] == 4 and err_inf == best["ensemble_error"]
+    clones = pd.DataFrame(
+        {
+            "model": "m",
+            "chunk_size": [1, 2, 1],
+            "metric": "accuracy",
+            "method": ["head", "head", "readout"],
+            "split": "test",
+            "mean": [0.5, 0.7, 0.9],
+            "std": 0.0,
+        }
+    )
+    gap = cl.ensemble_gap_table(clones, 0.1)
+    assert np.allclose(gap["gap"], [0.4, 0.2, 0.0])
+    assert list(itertools.islice(gap.columns, 3)) == ["model", "chunk_size", "method"]
+
+
+def test_figures_are_drawn_from_the_tables(tmp_path):
+    from widthlab.plots import clones as plots
+    from widthlab.plots import save
+
+    rng = np.random.default_rng(16)
+    tables, logits = [], {}
+    h, y = clone_layer(0, 4, 8, "mix", n=300)
+    config = cl.CloneConfig(n_accuracy_chunks=3, n_readout_chunks=2, n_r2_chunks=2, n_ii_chunks=2)
+    for width in (8, 16, 32):
+        head = rng.normal(size=(4, width))
+        columns = {"model": f"m{width}", "dataset": "toy", "width": width, "depth": 1}
+        columns |= {"weight_decay": 0.0, "seed": 0}
+        layer = h[:, :width]
+        args = (layer[:150], y[:150], layer[150:], y[150:], head, np.zeros(4), config, columns)
+        tables.append(cl.per_model_table(*args))
+        logits[(width, 0)] = layer[150:] @ head.T
+    table = pd.concat(tables, ignore_index=True)
+    summary = cl.summary_table(tables)
+    ensembles = cl.ensemble_table(logits, y[150:])
+    gap = cl.ensemble_gap_table(table, cl.error_infinity(ensembles)[0])
+    figures = {
+        "accuracy": plots.chunk_accuracy(table),
+        "similarity": plots.chunk_similarity(table),
+        "growth": plots.clone_growth(summary, cl.growth_table(summary)),
+        "gap": plots.ensemble_gap(gap),
+        "ensembles": plots.ensembles(ensembles),
+    }
+    for name, fig in figures.items():
+        save(fig, str(tmp_path / f"{name}.png"))
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

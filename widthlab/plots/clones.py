@@ -1,0 +1,236 @@
+"""Figures of the clones stage (Doimo et al. 2022), drawn from its tidy tables.
+
+Per-model tables (``widthlab.clones.per_model_table``) start with the model columns and hold
+``chunk_size, metric, method, split, mean, std, n_chunks, layer_width, chunk_fraction``; the
+summary has one row per model (``clone_size, n_clones, flagged, …``); the growth table one row per
+group (``slope, intercept, critical_width``); the gap table ``chunk_size, method, gap``.
+Filter the tables to the models a figure should show (one depth, one condition) before plotting.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from widthlab.plots import use_style
+
+METHOD_LABELS = {
+    "head": "trained head (restricted)",
+    "head_rescaled": "trained head × W/w",
+    "readout": "retrained readout",
+}
+METRIC_LABELS = {
+    "ii_chunk_to_full": "Δ(chunk → full)",
+    "ii_full_to_chunk": "Δ(full → chunk)",
+    "r2": "ridge R² (chunk → full)",
+    "residual_corr": "residual |corr| (outside)",
+}
+
+
+def _log2_x(axes) -> None:
+    for ax in np.ravel(axes):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+
+
+def _width_column(table: pd.DataFrame) -> str:
+    return "layer_width" if "layer_width" in table.columns else "width"
+
+
+def chunk_accuracy(table: pd.DataFrame, title: str | None = None):
+    """Chunk accuracy against chunk size: a panel per method (columns) and split (rows), a line
+    per layer width (seeds pooled: mean and range)."""
+    use_style()
+    sub = table[table["metric"] == "accuracy"].copy()
+    sub["method"] = pd.Categorical(
+        sub["method"].map(METHOD_LABELS).fillna(sub["method"]),
+        [METHOD_LABELS[m] for m in METHOD_LABELS if m in set(sub["method"])]
+        + sorted(set(sub["method"]) - set(METHOD_LABELS)),
+    )
+    hue = _width_column(table)
+    grid = sns.relplot(
+        data=sub,
+        x="chunk_size",
+        y="mean",
+        hue=hue,
+        col="method",
+        row="split",
+        row_order=[s for s in ("train", "test") if s in set(sub["split"])],
+        kind="line",
+        marker="o",
+        markersize=3,
+        errorbar=("pi", 100),
+        palette="viridis",
+        hue_norm=plt.matplotlib.colors.LogNorm(),
+        height=2.4,
+        aspect=1.2,
+        facet_kws={"sharey": True},
+    )
+    _log2_x(grid.axes)
+    grid.set_axis_labels("chunk size w", "accuracy")
+    grid.set_titles("{row_name} · {col_name}")
+    grid.figure.suptitle(title or "Chunk accuracy vs chunk size", y=1.02)
+    return grid.figure
+
+
+def chunk_similarity(table: pd.DataFrame, title: str | None = None):
+    """Information imbalance (both directions), ridge R² and residual correlation against chunk
+    size, a line per layer width."""
+    use_style()
+    metrics = [m for m in METRIC_LABELS if m in set(table["metric"])]
+    sub = table[table["metric"].isin(metrics)].copy()
+    sub["metric"] = pd.Categorical(
+        sub["metric"].map(METRIC_LABELS), [METRIC_LABELS[m] for m in metrics]
+    )
+    grid = sns.relplot(
+        data=sub,
+        x="chunk_size",
+        y="mean",
+        hue=_width_column(table),
+        col="metric",
+        col_wrap=min(len(metrics), 4),
+        kind="line",
+        marker="o",
+        markersize=3,
+        errorbar=("pi", 100),
+        palette="viridis",
+        hue_norm=plt.matplotlib.colors.LogNorm(),
+        height=2.4,
+        aspect=1.1,
+        facet_kws={"sharey": False},
+    )
+    _log2_x(grid.axes)
+    grid.set_axis_labels("chunk size w", "")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle(title or "Chunks vs the full layer", y=1.03)
+    return grid.figure
+
+
+def clone_growth(
+    summary: pd.DataFrame,
+    growth: pd.DataFrame | None = None,
+    hue: str = "weight_decay",
+    col: str | None = "depth",
+    title: str | None = None,
+):
+    """#clones (W / w_c*) against width, one point per model (crosses: flagged, no chunk met the
+    rule), with the fitted hinge of each group when ``growth`` is given."""
+    use_style()
+    data = summary.copy()
+    data["rule met"] = np.where(data["flagged"], "no (w_c* = W)", "yes")
+    grid = sns.relplot(
+        data=data,
+        x="width",
+        y="n_clones",
+        hue=hue if hue in data.columns else None,
+        style="rule met",
+        style_order=["yes", "no (w_c* = W)"],
+        markers={"yes": "o", "no (w_c* = W)": "X"},
+        col=col if col and col in data.columns else None,
+        kind="scatter",
+        palette="colorblind",
+        height=2.8,
+        aspect=1.1,
+        s=30,
+    )
+    if growth is not None and len(growth):
+        palette = dict(
+            zip(
+                sorted(data[hue].unique()) if hue in data.columns else [None],
+                sns.color_palette("colorblind"),
+                strict=False,
+            )
+        )
+        panels = grid.axes_dict if col and col in data.columns else {None: grid.ax}
+        xs = np.geomspace(data["width"].min(), data["width"].max(), 200)
+        for key, ax in panels.items():
+            rows = (
+                growth if key is None or col not in growth.columns else growth[growth[col] == key]
+            )
+            for _, row in rows.iterrows():
+                c = row["critical_width"]
+                ys = np.where(xs <= c, 1.0, 1 + row["slope"] * (xs - c))
+                if np.isnan(c):
+                    ys = np.ones_like(xs)
+                colour = palette.get(row[hue], "0.3") if hue in rows.columns else "0.3"
+                ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.8)
+                if not np.isnan(c):
+                    ax.axvline(c, color=colour, linestyle=":", linewidth=0.8)
+    grid.set(xscale="log", yscale="log")
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    grid.set_axis_labels("width W", "#clones = W / w_c*")
+    grid.figure.suptitle(title or "Number of clones vs width (lines: hinge fits)", y=1.03)
+    return grid.figure
+
+
+def ensemble_gap(gap: pd.DataFrame, method: str = "head", title: str | None = None):
+    """Chunk test error − error_∞ against chunk size on log–log axes, a line per layer width, with
+    a w^(−1/2) reference through the median gap at the smallest chunk size. Non-positive gaps
+    cannot be shown on log axes and are dropped."""
+    use_style()
+    sub = gap[(gap["method"] == method) & (gap["gap"] > 0)]
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
+    if sub.empty:
+        ax.text(0.5, 0.5, "no positive gaps", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    sns.lineplot(
+        data=sub,
+        x="chunk_size",
+        y="gap",
+        hue=_width_column(sub),
+        palette="viridis",
+        hue_norm=plt.matplotlib.colors.LogNorm(),
+        marker="o",
+        markersize=3,
+        errorbar=("pi", 100),
+        ax=ax,
+    )
+    w0 = sub["chunk_size"].min()
+    anchor = sub[sub["chunk_size"] == w0]["gap"].median()
+    xs = np.geomspace(w0, sub["chunk_size"].max(), 50)
+    ax.plot(xs, anchor * (xs / w0) ** -0.5, "k--", linewidth=1, label="∝ w^(−1/2)")
+    ax.set(yscale="log", xlabel="chunk size w", ylabel="chunk test error − ε∞")
+    _log2_x(ax)
+    ax.legend(fontsize=7, title="width", title_fontsize=7)
+    err = sub["error_infinity"].iloc[0] if "error_infinity" in sub.columns else np.nan
+    ax.set_title(title or f"Chunk error gap ({METHOD_LABELS.get(method, method)}), ε∞ = {err:.3f}")
+    return fig
+
+
+def ensembles(table: pd.DataFrame, title: str | None = None):
+    """Test error of K-seed ensembles of width-w models against total width K·w, with single
+    models of the same total width (black)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
+    sns.lineplot(
+        data=table,
+        x="total_width",
+        y="ensemble_error",
+        hue="width",
+        palette="viridis",
+        hue_norm=plt.matplotlib.colors.LogNorm(),
+        marker="o",
+        markersize=3,
+        ax=ax,
+    )
+    single = table[table["members"] == 1]
+    single = single.sort_values("total_width")
+    ax.plot(
+        single["total_width"],
+        single["ensemble_error"],
+        "k-",
+        marker="s",
+        markersize=3,
+        linewidth=1,
+        label="one model",
+    )
+    ax.set(xscale="log", xlabel="total last-layer width K·w", ylabel="test error")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.legend(fontsize=7, title="member width", title_fontsize=7)
+    ax.set_title(title or "Narrow ensembles vs one wide model")
+    return fig
