@@ -1,0 +1,388 @@
+"""Littwin et al. (2021): analytic NTK, kernel dynamics, finite nets and deep linear theory.
+
+Every check compares against independent math: the empirical NTK of wide networks, one-layer
+arc-cosine formulas written out here, direct solves, explicit step loops, matrix exponentials,
+and a numerically integrated ODE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+from scipy.linalg import expm
+
+from widthlab import bottleneck as bn
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inputs(n=6, d=4, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+# --- analytic NNGP / NTK -----------------------------------------------------------------------
+
+
+def test_one_hidden_layer_matches_the_arc_cosine_formulas():
+    x = _inputs(7, 3)
+    sw2, sb2, d = 1.7, 0.3, x.shape[1]
+    # written out: Σ = σ_w² x·x′/d + σ_b²; arc-cosine kernels of degree 1 (NNGP) and 0 (derivative)
+    sigma = sw2 * x @ x.T / d + sb2
+    norms = np.sqrt(np.outer(np.diag(sigma), np.diag(sigma)))
+    theta = np.arccos(np.clip(sigma / norms, -1, 1))
+    np.fill_diagonal(theta, 0.0)
+    k1 = norms / (2 * np.pi) * (np.sin(theta) + (np.pi - theta) * np.cos(theta))
+    k0 = (np.pi - theta) / (2 * np.pi)
+    nngp = sw2 * k1 + sb2
+    ntk = nngp + sw2 * k0 * sigma
+    kernel, tangent = bn.nngp_ntk(x, None, depth=1, sigma_w2=sw2, sigma_b2=sb2)
+    np.testing.assert_allclose(kernel.numpy(), nngp, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tangent.numpy(), ntk, rtol=1e-12, atol=1e-12)
+    # the diagonal exactly: E[relu(u)²] = Σ/2, E[relu′²] = 1/2
+    np.testing.assert_allclose(np.diag(tangent.numpy()), sw2 * np.diag(sigma) + sb2, rtol=1e-14)
+
+
+def test_cross_kernels_agree_with_the_joint_gram_and_linear_layers_are_linear():
+    a, b = _inputs(5, 4, 1), _inputs(3, 4, 2)
+    joint_k, joint_t = bn.nngp_ntk(np.concatenate([a, b]), None, 3, 2.0, 0.1)
+    cross_k, cross_t = bn.nngp_ntk(a, b, 3, 2.0, 0.1)
+    np.testing.assert_allclose(cross_k.numpy(), joint_k[:5, 5:].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(cross_t.numpy(), joint_t[:5, 5:].numpy(), rtol=1e-12)
+    # all layers linear, σ_w² = 1, no bias: NNGP = x·x′/d and NTK = (L + 1) x·x′/d
+    k, t = bn.nngp_ntk(a, None, 2, 1.0, 0.0, linear_layers=(0, 1))
+    gram = a @ a.T / a.shape[1]
+    np.testing.assert_allclose(k.numpy(), gram, rtol=1e-12)
+    np.testing.assert_allclose(t.numpy(), 3 * gram, rtol=1e-12)
+
+
+def test_analytic_ntk_is_the_limit_of_the_empirical_ntk_of_wide_networks():
+    x = torch.as_tensor(_inputs(5, 4, 3))
+    _, theta = bn.nngp_ntk(x, None, depth=2, sigma_w2=2.0, sigma_b2=0.1)
+    errors = []
+    for width in (256, 1024, 4096):
+        per_seed = []
+        for seed in range(4):
+            net = bn.NTKMLP(4, [width, width], 1, 2.0, 0.1, seed=seed, dtype=torch.float32)
+            empirical = bn.jacobian_ntk(net, x.float())
+            per_seed.append(float(torch.linalg.norm(empirical - theta) / torch.linalg.norm(theta)))
+        errors.append(np.mean(per_seed))
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < 0.08, errors
+
+
+def test_layerwise_empirical_ntk_equals_the_jacobian_ntk():
+    x = torch.as_tensor(_inputs(6, 5, 4))
+    net = bn.NTKMLP(5, [7, 3, 9], 4, 2.0, 0.2, seed=1, dtype=torch.float64, linear_layers=(1,))
+    jac = torch.stack([bn.jacobian_ntk(net, x, output=c) for c in range(4)]).mean(0)
+    np.testing.assert_allclose(bn.mlp_empirical_ntk(net, x).numpy(), jac.numpy(), rtol=1e-10)
+
+
+# --- kernel dynamics -----------------------------------------------------------------------------
+
+
+def _kernel_problem(n=12, m=5, seed=0):
+    x = _inputs(n + m, 3, seed)
+    _, theta = bn.nngp_ntk(x, None, 2, 2.0, 0.1)
+    y = np.random.default_rng(seed + 1).standard_normal((n, 2))
+    return theta[:n, :n], theta[n:, :n], torch.as_tensor(y)
+
+
+def test_kernel_gd_at_infinite_time_is_the_kernel_regression_solve():
+    theta, theta_star, y = _kernel_problem()
+    lr = 0.9 * bn.stability_limit(theta)
+    dyn = bn.KernelDynamics(theta, y, lr)
+    big = [1e9]
+    assert float(dyn.train_loss(big)[0]) < 1e-20
+    assert float(dyn.train_residual(big).abs().max()) < 1e-10
+    direct = theta_star @ torch.linalg.solve(theta, y)
+    np.testing.assert_allclose(dyn.predict(theta_star, big)[0].numpy(), direct.numpy(), rtol=1e-7)
+    flow = bn.KernelDynamics(theta, y, lr, flow=True)
+    np.testing.assert_allclose(flow.predict(theta_star, big)[0].numpy(), direct.numpy(), rtol=1e-7)
+
+
+def test_closed_form_equals_an_explicit_step_loop():
+    theta, theta_star, y = _kernel_problem()
+    n, lr = len(y), 0.7 * bn.stability_limit(theta)
+    f0_train = torch.randn(n, 2, dtype=torch.float64)
+    f0_test = torch.randn(len(theta_star), 2, dtype=torch.float64)
+    dyn = bn.KernelDynamics(theta, y, lr, f0_train=f0_train)
+    f, f_star = f0_train.clone(), f0_test.clone()
+    steps = np.arange(51)
+    train_closed = y[None] + dyn.train_residual(steps)
+    test_closed = dyn.predict(theta_star, steps, f0_test)
+    losses = dyn.train_loss(steps)
+    for t in steps:
+        np.testing.assert_allclose(train_closed[t].numpy(), f.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(test_closed[t].numpy(), f_star.numpy(), rtol=1e-9, atol=1e-11)
+        assert float(losses[t]) == pytest.approx(float(((f - y) ** 2).sum() / (2 * n)), rel=1e-9)
+        residual = f - y
+        f, f_star = f - lr / n * theta @ residual, f_star - lr / n * theta_star @ residual
+
+
+def test_gradient_flow_is_the_matrix_exponential():
+    theta, theta_star, y = _kernel_problem()
+    n, lr, t = len(y), 2.0, 13.5
+    dyn = bn.KernelDynamics(theta, y, lr, flow=True)
+    decay = expm(-lr * theta.numpy() * t / n)
+    np.testing.assert_allclose(dyn.train_residual([t])[0].numpy(), -decay @ y.numpy(), atol=1e-10)
+    test = theta_star.numpy() @ np.linalg.solve(theta.numpy(), (np.eye(n) - decay) @ y.numpy())
+    np.testing.assert_allclose(dyn.predict(theta_star, [t])[0].numpy(), test, atol=1e-9)
+
+
+def test_too_large_a_step_is_refused_with_the_limit_named():
+    theta, _, y = _kernel_problem()
+    limit = bn.stability_limit(theta)
+    with pytest.raises(ValueError, match="stability limit 2N/λ_max"):
+        bn.KernelDynamics(theta, y, 1.01 * limit)
+
+
+def test_kernel_curves_table_and_steps_to_threshold():
+    theta, theta_star, _ = _kernel_problem(n=20, m=8)
+    labels = np.arange(20) % 3
+    test_labels = np.arange(8) % 3
+    lr = 0.5 * bn.stability_limit(theta)
+    table = bn.kernel_dynamics(theta, theta_star, labels, test_labels, lr, [0, 10, 10**6])
+    assert list(table.columns) == ["step", "split", "loss", "accuracy"]
+    first = table[table.step == 0].set_index("split")
+    assert first.loc["train", "loss"] == pytest.approx(0.5)  # one-hot, f0 = 0
+    assert table[(table.step == 10**6) & (table.split == "train")].accuracy.item() == 1.0
+    dyn = bn.KernelDynamics(theta, torch.eye(3, dtype=torch.float64)[labels], lr)
+    hit = dyn.steps_to_threshold(0.05, 10**6)
+    assert float(dyn.train_loss([hit])[0]) <= 0.05 < float(dyn.train_loss([hit - 1])[0])
+    assert bn.steps_to_threshold([3.0, 2.0, 0.5, 0.1], 0.5) == 2.0
+    assert math.isnan(bn.steps_to_threshold([3.0, 2.0], 0.5))
+
+
+def test_gp_sample_has_the_kernel_as_covariance():
+    _, theta, _ = bn.nngp_ntk(_inputs(4, 3), None, 1, 2.0, 0.1, return_layers=True)
+    draws = bn.gp_sample(theta, 20000, seed=0)
+    np.testing.assert_allclose(np.cov(draws.numpy()), theta.numpy(), atol=0.08 * float(theta.max()))
+
+
+# --- finite networks -----------------------------------------------------------------------------
+
+
+def test_a_wide_network_trains_like_its_kernel():
+    x = _inputs(24, 4, 5)
+    labels = np.arange(24) % 2
+    x_train, y_train, x_test, y_test = x[:16], labels[:16], x[16:], labels[16:]
+    _, theta = bn.nngp_ntk(x, None, 1, 2.0, 0.0)
+    lr = 0.5 * bn.stability_limit(theta[:16, :16])
+    steps = 60
+    kernel = bn.kernel_dynamics(theta[:16, :16], theta[16:, :16], y_train, y_test, lr, [steps])
+    run = bn.train_finite(
+        x_train, y_train, x_test, y_test, [8192], lr, steps, seed=0, dtype=torch.float64
+    )
+    assert run.train_loss[0] == pytest.approx(0.5)  # centred: every variant starts at f = 0
+    kernel_loss = kernel.set_index("split").loc["train", "loss"]
+    assert run.train_loss[-1] == pytest.approx(kernel_loss, rel=0.1)
+    assert run.summary["kernel_change"] < 0.05  # lazy
+
+
+def test_a_bottleneck_moves_its_kernel_more_than_a_wide_network():
+    x = _inputs(40, 6, 6)
+    y = np.random.default_rng(7).standard_normal((40, 1)) * 3
+    common = dict(lr=0.05, steps=100, seed=0, kernel_steps=[0, 100], linear_layers=(1,))
+    wide = bn.train_finite(x[:30], y[:30], x[30:], y[30:], [512, 512, 512], **common)
+    narrow = bn.train_finite(x[:30], y[:30], x[30:], y[30:], [512, 1, 512], **common)
+    assert narrow.summary["kernel_change"] > 3 * wide.summary["kernel_change"]
+    assert narrow.summary["cka_init_trained"] < wide.summary["cka_init_trained"]
+
+
+def test_run_study_returns_tidy_tables():
+    x = _inputs(50, 5, 8)
+    labels = np.arange(50) % 3
+    tables = bn.run_study(
+        x[:30],
+        labels[:30],
+        x[30:],
+        labels[30:],
+        widths=[32],
+        bottlenecks=[2],
+        depth=3,
+        lr=None,
+        steps=20,
+        seeds=[0, 1],
+        limit_decoder_width=16,
+        curve_points=5,
+    )
+    assert set(tables) == {"curves", "kernel", "summary"}
+    assert list(tables["curves"].columns) == bn.CURVE_COLUMNS
+    assert list(tables["summary"].columns) == bn.SUMMARY_COLUMNS
+    summary = tables["summary"]
+    assert sorted(summary.variant.unique()) == ["bottleneck", "finite", "limit", "ntk"]
+    assert len(summary) == 1 + 3 * 2
+    ntk = summary[summary.variant == "ntk"].iloc[0]
+    assert ntk.kernel_change == 0.0 and ntk.cka_init_trained == 1.0
+    assert summary.width.dtype == "Int64" and summary.k.dtype == "Int64"
+
+
+def test_the_bottleneck_limit_is_the_wide_encoder_limit_of_finite_nets():
+    """Same decoder weights and the same z₀ (the finite encoder's outputs): replacing the
+    encoder by its kernel (lazy, exact at infinite width) must reproduce a very wide encoder and
+    not a narrow one."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 5))
+    y = torch.as_tensor(rng.standard_normal((40, 2)))
+    x_all = torch.as_tensor(x)
+    _, theta = bn.nngp_ntk(x[:30], None, 3, 2.0, 0.0, linear_layers=(1,))
+    lr = 0.1 * bn.stability_limit(theta)
+    _, theta_g = bn.nngp_ntk(x_all, None, 1, 2.0, 0.0)  # the encoder: one wide hidden layer
+    loop = dict(
+        steps=30,
+        center=True,
+        record_steps=[0, 30],
+        kernel_steps=[],
+        divergence_factor=1e3,
+        raise_on_divergence=True,
+        name="test",
+    )
+    errors = {}
+    for width in (8, 16384):
+        per_seed = []
+        for seed in range(2):
+            net = bn.NTKMLP(5, [width, 2, 64], 2, 2.0, 0.0, seed, torch.float64, linear_layers=(1,))
+            decoder = bn.NTKMLP(2, [64], 2, 2.0, 0.0, 0, torch.float64)
+            with torch.no_grad():
+                _, pre = net(x_all, return_pre=True)
+                decoder.weights[0].copy_(net.weights[2])
+                decoder.weights[1].copy_(net.weights[3])
+            limit = bn._LimitSystem(decoder, pre[1], theta_g, 30, lr, 30)
+            finite = bn._FiniteSystem(net, x_all[:30], x_all[30:], 1, lr, 30)
+            a = bn._gd_loop(limit, y[:30], y[30:], None, None, **loop)
+            b = bn._gd_loop(finite, y[:30], y[30:], None, None, **loop)
+            per_seed.append(np.max(np.abs(a.train_loss - b.train_loss) / b.train_loss))
+            assert limit.z.sub(pre[1]).norm() > 0.02 * pre[1].norm()  # z really moves
+        errors[width] = np.mean(per_seed)
+    assert errors[16384] < 3e-3, errors
+    assert errors[8] > 3 * errors[16384], errors
+
+
+# --- representation metrics ----------------------------------------------------------------------
+
+
+def test_linear_cka_invariances_and_alignment():
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((30, 5))
+    rotation, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    assert bn.linear_cka(a, 3.0 * a @ rotation + 2.0) == pytest.approx(1.0)
+    assert bn.linear_cka(a, rng.standard_normal((30, 5))) < 0.5
+    labels = np.arange(30) % 3
+    onehot = np.eye(3)[labels]
+    assert bn.target_alignment(onehot @ onehot.T, labels) == pytest.approx(1.0)
+    assert bn.relative_change(np.eye(2), 2 * np.eye(2)) == pytest.approx(1.0)
+
+
+# --- deep linear theory --------------------------------------------------------------------------
+
+
+def test_reduced_model_is_the_limit_of_wide_deep_linear_networks():
+    x, y = bn.ill_conditioned_task(64, 6, 10.0, "top", 2.0, seed=0)
+    steps, record, d = 60, range(0, 61, 10), 4
+    eta_a, eta_b = bn.linear_lrs(0.2, d, 6, 2, 2)
+    errors = []
+    for width in (128, 2048):
+        per_seed = []
+        for seed in range(3):
+            sim = bn.simulate_linear_net(x, y, width, d, 2, 2, 0.2, steps, seed, record)
+            red = bn.reduced_linear(x, y, sim["a0"], sim["b0"], eta_a, eta_b, steps, record)
+            gap = torch.linalg.norm(sim["product"] - red["product"], dim=(1, 2)).max()
+            per_seed.append(float(gap / torch.linalg.norm(red["product"], dim=(1, 2)).max()))
+        errors.append(np.mean(per_seed))
+    # METHODS: 4.1e-3 at n = 4096; the gap falls like 1/√n
+    assert errors[1] < 0.5 * errors[0], errors
+    assert errors[1] < 0.03, errors
+
+
+def test_linear_regression_closed_form_equals_gd():
+    x, y = bn.ill_conditioned_task(40, 5, 10.0, "low", 1.0, seed=1)
+    m0 = np.random.default_rng(2).standard_normal((1, 5))
+    eta = 0.3
+    closed = bn.linear_regression_gd(x, y, m0, eta, 30)
+    # a two-factor model with a frozen identity factor is plain GD on M
+    red = bn.reduced_linear(x, y, m0, np.eye(5), eta, 0.0, 30)
+    np.testing.assert_allclose(closed, red["loss"], rtol=1e-9)
+
+
+def test_scalar_closed_form_ode_matches_the_two_factor_flow():
+    a0, b0, s = 0.3, -0.2, 3.0
+    eta_a, eta_b, horizon = 0.8, 0.5, 2.0
+    c = a0**2 / eta_a - b0**2 / eta_b
+
+    def factors(_, ab):
+        a, b = ab
+        residual = s - a * b
+        return [eta_a * b * residual, eta_b * a * residual]
+
+    tol = dict(rtol=1e-10, atol=1e-12)
+    ab = solve_ivp(factors, (0, horizon), [a0, b0], dense_output=True, **tol)
+    w = solve_ivp(
+        lambda _, w: bn.scalar_bottleneck_rhs(w, s, eta_a, eta_b, c),
+        (0, horizon),
+        [a0 * b0],
+        dense_output=True,
+        **tol,
+    )
+    times = np.linspace(0, horizon, 9)
+    a_t, b_t = ab.sol(times)
+    np.testing.assert_allclose(w.sol(times)[0], a_t * b_t, rtol=1e-6, atol=1e-8)
+    # and the discrete reduced model with small steps approaches the flow
+    eps = 1e-3
+    red = bn.reduced_linear(
+        [[1.0]],
+        [[s]],
+        [[a0]],
+        [[b0]],
+        eps * eta_a,
+        eps * eta_b,
+        int(horizon / eps),
+        [int(horizon / eps)],
+    )
+    assert float(red["product"][-1, 0, 0]) == pytest.approx(w.sol(horizon)[0], rel=1e-2)
+    # without a bottleneck: exponential approach at rate η_A + η_B
+    lazy = solve_ivp(lambda _, w: bn.scalar_ntk_rhs(w, s, eta_a, eta_b), (0, 1.0), [0.0], **tol)
+    assert lazy.y[0, -1] == pytest.approx(s * (1 - math.exp(-(eta_a + eta_b))), rel=1e-7)
+
+
+def test_linear_study_tables():
+    tables = bn.run_linear_study([1], width=64, steps=50, n=32, dim=4, curve_points=5)
+    summary = tables["linear_summary"]
+    assert set(summary.variant) == {"ntk", "reduced", "simulated"}
+    assert set(summary.target) == {"top", "low"}
+    assert summary[summary.variant == "simulated"].max_rel_error.notna().all()
+
+
+def test_every_figure_draws_from_the_tables(tmp_path):
+    from widthlab.plots import bottleneck as plots
+    from widthlab.plots import save
+
+    x = _inputs(40, 5, 10)
+    labels = np.arange(40) % 3
+    tables = bn.run_study(
+        x[:25],
+        labels[:25],
+        x[25:],
+        labels[25:],
+        widths=[16, 32],
+        bottlenecks=[1, 4],
+        depth=3,
+        lr=None,
+        steps=10,
+        seeds=[0],
+        curve_points=4,
+        kernel_subset=10,
+    )
+    tables.update(bn.run_linear_study([1], width=16, steps=10, n=16, dim=3, curve_points=4))
+    for name, draw in {**plots.FIGURES, **plots.LINEAR_FIGURES}.items():
+        path = save(draw(tables), str(tmp_path / f"{name}.png"))
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, path
