@@ -14,6 +14,9 @@ rule activations:
         PATHS.benchmark("activations", "{model}")
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=lambda w: int(uses_gpu()),
     params:
         settings=canonical(config["activations"]),
         device=config["device"],

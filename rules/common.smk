@@ -65,6 +65,24 @@ def dataset_settings(wildcards):
     return canonical(settings)
 
 
+def uses_gpu():
+    return config["device"] != "cpu"
+
+
+def model_mem_mb(wildcards, attempt):
+    """Memory for jobs that hold one model: 2 GB base + 16 bytes per parameter (weights,
+    gradients, optimizer state, checkpoint copy) + 1 GB per million parameters for
+    activations, doubled on each retry."""
+    parameters = spec_of(wildcards).approx_parameters()
+    return int((2000 + parameters * 16e-6 + parameters * 1e-3) * 2 ** (attempt - 1))
+
+
+def model_runtime(wildcards, attempt):
+    """Minutes: 30 + 1 per 100k parameters, doubled on each retry; training resumes from its
+    checkpoint, so a retry after a time limit continues rather than restarts."""
+    return int((30 + spec_of(wildcards).approx_parameters() / 1e5) * 2 ** (attempt - 1))
+
+
 # Each stage registers its final targets here; `rule all` and the report collect them.
 TARGETS = {}
 

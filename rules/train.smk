@@ -14,6 +14,11 @@ rule train:
         PATHS.benchmark("train", "{model}")
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        runtime=model_runtime,
+        gpu=lambda w: int(uses_gpu()),
+        slurm_extra=lambda w: "--signal=USR1@120",
     params:
         train=train_settings,
         device=config["device"],

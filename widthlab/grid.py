@@ -110,6 +110,15 @@ class ModelSpec:
     def with_(self, **changes) -> ModelSpec:
         return replace(self, **changes)
 
+    def approx_parameters(self, inputs: int = 3072) -> int:
+        """Parameter count from the id alone (no torch import), for cluster resource requests."""
+        if self.arch in ("mlp", "bmlp"):
+            return inputs * self.width + (self.depth - 1) * self.width**2
+        if self.arch == "cnn":
+            return 9 * self.depth * self.width**2
+        blocks = (self.depth - (2 if self.arch == "resnet" else 4)) // 6
+        return 18 * blocks * self.width**2 * (16**2 + 32**2 + 64**2)
+
     def columns(self) -> dict:
         """The id and its axes as table columns, for every tidy per-model table."""
         return {
