@@ -16,6 +16,12 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/activations.smk"
+include: "rules/similarity.smk"
+include: "rules/units.smk"
+include: "rules/clones.smk"
+include: "rules/transfer.smk"
+include: "rules/bottleneck.smk"
+include: "rules/report.smk"
 
 
 report: "report/workflow.rst"

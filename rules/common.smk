@@ -83,9 +83,26 @@ def model_runtime(wildcards, attempt):
     return int((30 + spec_of(wildcards).approx_parameters() / 1e5) * 2 ** (attempt - 1))
 
 
+def analysis(stage):
+    """The config section of one analysis stage (defaults filled by the schema)."""
+    return config["analyses"][stage]
+
+
+def analysis_models(stage):
+    """Model ids of the grid an analysis studies (`analyses.<stage>.grid`, default `main`)."""
+    return model_ids(analysis(stage).get("grid", "main"))
+
+
 # Each stage registers its final targets here; `rule all` and the report collect them.
+# A stage whose `analyses.<stage>.enabled` is false stays out of `rule all` (its rules can
+# still be asked for by name or with --until).
 TARGETS = {}
 
 
 def all_targets():
-    return [path for paths in TARGETS.values() for path in paths]
+    return [
+        path
+        for stage, paths in TARGETS.items()
+        if config["analyses"].get(stage, {}).get("enabled", True)
+        for path in paths
+    ]

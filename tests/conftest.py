@@ -57,3 +57,18 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def tiny_config() -> dict:
     with open(REPO / "tests" / "integration" / "tiny.yaml") as handle:
         return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run once through every stage; tests fork it (copy) before changing it."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"), tiny_config())
+    snakemake(workdir)
+    return workdir
+
+
+def fork(tiny_run: Path, destination: Path) -> Path:
+    """A copy of the finished run (results and Snakemake's metadata) to change freely."""
+    workdir = destination / "fork"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    return workdir

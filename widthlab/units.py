@@ -72,6 +72,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from widthlab.headline import t_interval
+
 DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 7))
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_ENERGY = 0.95
@@ -658,16 +660,6 @@ def summary_table(
     return long.drop(columns="widest_count")
 
 
-def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    from scipy import stats
-
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
-
-
 def growth_table(summary: pd.DataFrame, layer: str = ALL, level: float = 0.95) -> pd.DataFrame:
     """g per (model axes except width and seed, quantity) for ``layer``: the mean over seeds of the
     per-seed g with a ``level`` t-interval, and g of the seed-averaged counts. Series that are not
@@ -687,7 +679,7 @@ def growth_table(summary: pd.DataFrame, layer: str = ALL, level: float = 0.95) -
             flag, per_seed, g_of_mean = str(err), [], float("nan")
         values = np.asarray(per_seed, dtype=np.float64)
         finite = values[np.isfinite(values)]
-        low, high = _t_interval(values, level)
+        low, high = t_interval(values, level)
         rows.append(
             {
                 **dict(zip(group_cols, key, strict=True)),

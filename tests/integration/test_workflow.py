@@ -1,23 +1,15 @@
 """The workflow through the real snakemake CLI, on the tiny config, in a temporary folder."""
 
 import re
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake, tiny_config
+from conftest import copy_workflow, fork, snakemake, tiny_config
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"), tiny_config())
-    snakemake(workdir)
-    return workdir
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -25,13 +17,6 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     table = dry_run_output.split("Job stats:")[-1]
     rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
     return {rule: int(count) for rule, count in rows if rule != "total"}
-
-
-def fork(tiny_run, tmp_path):
-    """A copy of the finished run (results and Snakemake's metadata) to change freely."""
-    workdir = tmp_path / "fork"
-    shutil.copytree(tiny_run, workdir, symlinks=True)
-    return workdir
 
 
 def test_every_stage_wrote_its_artifacts(tiny_run):

@@ -1,0 +1,1 @@
+# bottleneck stage: filled in by its issue.

@@ -1,0 +1,1 @@
+# clones stage: filled in by its issue.

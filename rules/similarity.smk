@@ -1,0 +1,1 @@
+# similarity stage: filled in by its issue.

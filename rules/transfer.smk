@@ -1,0 +1,1 @@
+# transfer stage: filled in by its issue.

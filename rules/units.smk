@@ -1,0 +1,1 @@
+# units stage: filled in by its issue.
