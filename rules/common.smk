@@ -6,29 +6,48 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from widthlab.config import ConfigError, check_config, check_semantics
-from widthlab.grid import Paths, grids_from_config, parse_model_id
+from widthlab.grid import (
+    DATA_ID_PATTERN,
+    MODEL_ID_PATTERN,
+    Paths,
+    grids_from_config,
+    parse_model_id,
+    unnamed,
+)
 
 try:
     check_config(config)
     validate(config, "../schemas/config.schema.yaml")
     check_semantics(config, set(config["train"]))
-except ConfigError as error:
+    GRIDS = grids_from_config(config)
+except (ConfigError, ValueError) as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
 
 PATHS = Paths(config["results"])
-GRIDS = grids_from_config(config)
-# model id → name of the grid that holds it (the first one, when grids overlap)
-MODEL_GRID = {}
-for _name, _grid in GRIDS.items():
-    for _spec in _grid.specs():
-        MODEL_GRID.setdefault(_spec.id, _name)
 CONDA_ENV = "../envs/widthlab.yaml"
 
 
+def grid_train_settings(name):
+    return {**config["train"], **config["grids"][name].get("train", {})}
+
+
+# model id → name of the grid that holds it (the first one, when grids overlap). Grids may
+# share models only when they would train them the same way.
+MODEL_GRID = {}
+for _name, _grid in GRIDS.items():
+    for _spec in _grid.specs():
+        _first = MODEL_GRID.setdefault(_spec.id, _name)
+        if grid_train_settings(_first) != grid_train_settings(_name):
+            raise WorkflowError(
+                f"invalid configuration: grids.{_first} and grids.{_name} both hold model "
+                f"{_spec.id} but train it differently; give one of them a `variant` tag"
+            )
+
+
 wildcard_constraints:
-    model="[a-z0-9_]+(-c[0-9_]+)?(-rl[0-9.e-]+)?-[a-z]+-w[0-9]+-d[0-9]+(-k[0-9]+)?-n[a-z0-9]+-wd[0-9.e-]+-s[0-9]+",
-    data="[a-z0-9_]+(-c[0-9_]+)?(-rl[0-9.e-]+)?",
+    model=unnamed(MODEL_ID_PATTERN),
+    data=unnamed(DATA_ID_PATTERN),
 
 
 def model_ids(grid=None):
@@ -46,8 +65,7 @@ def dataset_of(wildcards):
 
 def train_settings(wildcards):
     """This model's training settings only, so that editing another grid reruns nothing here."""
-    grid = config["grids"][MODEL_GRID[wildcards.model]]
-    return canonical({**config["train"], **grid.get("train", {})})
+    return canonical(grid_train_settings(MODEL_GRID[wildcards.model]))
 
 
 def canonical(settings):

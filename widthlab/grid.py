@@ -14,6 +14,8 @@ from pathlib import Path
 
 DATASETS = ("digits", "fashion_mnist", "mnist", "cifar10", "cifar100", "synthetic")
 ARCHS = ("mlp", "cnn", "resnet", "wrn", "bmlp")
+INITS = ("he", "xavier", "orthogonal")
+DROPOUT_ARCHS = ("mlp", "bmlp", "cnn")
 
 
 def format_float(value: float) -> str:
@@ -56,9 +58,8 @@ class DataSpec:
         return "-".join(parts)
 
 
-_DATA_ID = re.compile(
-    r"^(?P<name>[a-z0-9_]+?)(?:-c(?P<classes>[0-9_]+))?(?:-rl(?P<rl>[0-9.e-]+))?$"
-)
+DATA_ID_PATTERN = r"(?P<name>[a-z0-9_]+?)(?:-c(?P<classes>[0-9_]+))?(?:-rl(?P<rl>[0-9.e-]+))?"
+_DATA_ID = re.compile(f"^{DATA_ID_PATTERN}$")
 
 
 def parse_data_id(data_id: str) -> DataSpec:
@@ -83,6 +84,9 @@ class ModelSpec:
     weight_decay: float = 0.0
     seed: int = 0
     bottleneck: int | None = None
+    dropout: float = 0.0
+    init: str = "he"
+    variant: str | None = None
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -94,6 +98,14 @@ class ModelSpec:
             raise ValueError("a bottleneck size is given exactly when arch is 'bmlp'")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be positive or None, got {self.train_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dropout and self.arch not in DROPOUT_ARCHS:
+            raise ValueError(f"dropout is only built into {DROPOUT_ARCHS}, not {self.arch!r}")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
+        if self.variant is not None and not re.fullmatch(r"[a-z][a-z0-9]*", self.variant):
+            raise ValueError(f"variant must be lowercase letters and digits, got {self.variant!r}")
 
     @property
     def id(self) -> str:
@@ -103,8 +115,14 @@ class ModelSpec:
         parts += [
             f"n{'all' if self.train_size is None else self.train_size}",
             f"wd{format_float(self.weight_decay)}",
-            f"s{self.seed}",
         ]
+        if self.dropout:
+            parts.append(f"do{format_float(self.dropout)}")
+        if self.init != "he":
+            parts.append(f"i{self.init}")
+        parts.append(f"s{self.seed}")
+        if self.variant is not None:
+            parts.append(f"v{self.variant}")
         return "-".join(parts)
 
     def with_(self, **changes) -> ModelSpec:
@@ -130,14 +148,25 @@ class ModelSpec:
             "bottleneck": self.bottleneck,
             "train_size": self.train_size,
             "weight_decay": self.weight_decay,
+            "dropout": self.dropout,
+            "init": self.init,
             "seed": self.seed,
+            "variant": self.variant,
         }
 
 
-_MODEL_ID = re.compile(
-    r"^(?P<data>.+?)-(?P<arch>" + "|".join(ARCHS) + r")-w(?P<width>\d+)-d(?P<depth>\d+)"
-    r"(?:-k(?P<k>\d+))?-n(?P<n>all|\d+)-wd(?P<wd>[0-9.e-]+?)-s(?P<seed>\d+)$"
+MODEL_ID_PATTERN = (
+    f"(?P<data>{DATA_ID_PATTERN.replace('?P<', '?P<data_')})-(?P<arch>" + "|".join(ARCHS) + r")"
+    r"-w(?P<width>\d+)-d(?P<depth>\d+)(?:-k(?P<k>\d+))?-n(?P<n>all|\d+)-wd(?P<wd>[0-9.e-]+?)"
+    r"(?:-do(?P<do>[0-9.e-]+?))?(?:-i(?P<init>" + "|".join(INITS) + r"))?-s(?P<seed>\d+)"
+    r"(?:-v(?P<variant>[a-z][a-z0-9]*))?"
 )
+_MODEL_ID = re.compile(f"^{MODEL_ID_PATTERN}$")
+
+
+def unnamed(pattern: str) -> str:
+    """``pattern`` without its named groups, for Snakemake wildcard constraints."""
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
 
 
 def parse_model_id(model_id: str) -> ModelSpec:
@@ -153,10 +182,23 @@ def parse_model_id(model_id: str) -> ModelSpec:
         weight_decay=float(match["wd"]),
         seed=int(match["seed"]),
         bottleneck=int(match["k"]) if match["k"] else None,
+        dropout=float(match["do"]) if match["do"] else 0.0,
+        init=match["init"] or "he",
+        variant=match["variant"],
     )
 
 
-GRID_AXES = ("arch", "width", "depth", "train_size", "weight_decay", "seed", "bottleneck")
+GRID_AXES = (
+    "arch",
+    "width",
+    "depth",
+    "train_size",
+    "weight_decay",
+    "dropout",
+    "init",
+    "seed",
+    "bottleneck",
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +208,7 @@ class Grid:
     name: str
     data: DataSpec
     axes: dict = field(hash=False)
+    variant: str | None = None
 
     @classmethod
     def from_config(cls, name: str, grid: dict) -> Grid:
@@ -174,18 +217,23 @@ class Grid:
         for axis, values in axes.items():
             if not values:
                 raise ValueError(f"grids.{name}.{axis}: the list is empty")
-        return cls(name, data, axes)
+        grid = cls(name, data, axes, grid.get("variant"))
+        try:
+            grid.specs()
+        except ValueError as error:
+            raise ValueError(f"grids.{name}: {error}") from None
+        return grid
 
     def specs(self) -> list[ModelSpec]:
         names = list(self.axes)
         specs = []
         for values in itertools.product(*(self.axes[n] for n in names)):
-            kwargs = dict(zip(names, values, strict=True))
+            kwargs = {"arch": "mlp", **dict(zip(names, values, strict=True))}
             if kwargs.get("train_size") == "all":
                 kwargs["train_size"] = None
-            if kwargs.get("arch", "mlp") != "bmlp":
+            if kwargs["arch"] != "bmlp":
                 kwargs.pop("bottleneck", None)
-            specs.append(ModelSpec(data=self.data, **kwargs))
+            specs.append(ModelSpec(data=self.data, variant=self.variant, **kwargs))
         return list(dict.fromkeys(specs))
 
 

@@ -139,6 +139,34 @@ class TappedModel(nn.Module):
         return f"in_shape={self.in_shape}, num_classes={self.num_classes}"
 
 
+def _dropout(p: float, channels: bool = False) -> list[nn.Module]:
+    """Dropout after a ReLU (whole channels in conv layers), or nothing when ``p`` is 0."""
+    if not p:
+        return []
+    return [nn.Dropout2d(p) if channels else nn.Dropout(p)]
+
+
+def reinitialise(module: nn.Module, scheme: str) -> None:
+    """Redraw every conv / linear weight (biases zero) by ``scheme``: the init axis of the grid.
+
+    ``he`` is what the constructors already drew; ``xavier`` is Glorot-normal (gain 1);
+    ``orthogonal`` uses the ReLU gain √2. NTK-parameterised layers keep their N(0, 1) draws.
+    """
+    if scheme == "he":
+        return
+    draw = {
+        "xavier": nn.init.xavier_normal_,
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=math.sqrt(2.0)),
+    }.get(scheme)
+    if draw is None:
+        raise ValueError(f"unknown init scheme {scheme!r}")
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, NTKLinear):
+            draw(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def _he_init(module: nn.Module, mode: str = "fan_in") -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, NTKLinear):
@@ -201,6 +229,7 @@ class MLP(TappedModel):
         parameterization: str = "standard",
         sigma_w2: float = 2.0,
         sigma_b2: float = 0.0,
+        dropout: float = 0.0,
     ):
         if parameterization not in ("standard", "ntk"):
             raise ValueError(
@@ -220,7 +249,8 @@ class MLP(TappedModel):
         n_in = math.prod(self.in_shape)
         for i, width in enumerate(self.widths):
             layers = [nn.Flatten()] if i == 0 else []
-            self.blocks[f"h{i + 1}"] = nn.Sequential(*layers, linear(n_in, width), nn.ReLU())
+            layers += [linear(n_in, width), nn.ReLU(), *_dropout(dropout)]
+            self.blocks[f"h{i + 1}"] = nn.Sequential(*layers)
             n_in = width
         _he_init(self.blocks)
         self.head = linear(n_in, self.num_classes)
@@ -236,11 +266,12 @@ class CNN(TappedModel):
 
     arch = "cnn"
 
-    def __init__(self, in_shape, num_classes: int, width: int, depth: int):
+    def __init__(self, in_shape, num_classes: int, width: int, depth: int, dropout: float = 0.0):
         super().__init__(in_shape, num_classes)
         channels, size = self.in_shape[0], min(self.in_shape[1:])
         for i in range(1, depth + 1):
             layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+            layers += _dropout(dropout, channels=True)
             if i % 2 == 0 and size > 4:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
@@ -364,15 +395,21 @@ def build_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs) -> T
     ``arch_kwargs`` go to the architecture's class (only ``mlp`` / ``bmlp`` take any:
     ``parameterization``, ``sigma_w2``, ``sigma_b2``). Seed torch before calling.
     """
+    model = _build(spec, in_shape, num_classes, arch_kwargs)
+    reinitialise(model, spec.init)
+    return model
+
+
+def _build(spec: ModelSpec, in_shape, num_classes: int, arch_kwargs) -> TappedModel:
     if spec.arch in ("mlp", "bmlp"):
         widths = [spec.width] * spec.depth
         if spec.arch == "bmlp":
             widths[bottleneck_layer(spec.depth)] = int(spec.bottleneck)
-        return MLP(in_shape, num_classes, widths, **arch_kwargs)
+        return MLP(in_shape, num_classes, widths, dropout=spec.dropout, **arch_kwargs)
     if arch_kwargs:
         raise TypeError(f"arch {spec.arch!r} takes no extra arguments, got {sorted(arch_kwargs)}")
     if spec.arch == "cnn":
-        return CNN(in_shape, num_classes, spec.width, spec.depth)
+        return CNN(in_shape, num_classes, spec.width, spec.depth, dropout=spec.dropout)
     if spec.arch == "resnet":
         return ResNet(in_shape, num_classes, spec.width, spec.depth)
     if spec.arch == "wrn":

@@ -100,6 +100,10 @@ def test_audit_names_the_artifact_whose_input_changed(tiny_run, tmp_path):
         (lambda c: c["train"].update(lr="fast"), "train.lr"),
         (lambda c: c["grids"]["main"].update(width=[0]), "grids.main.width[0]"),
         (lambda c: c["grids"]["main"].update(depth=[]), "grids.main.depth"),
+        (
+            lambda c: c["grids"].update(early={**c["grids"]["main"], "train": {"max_epochs": 1}}),
+            "grids.main and grids.early both hold model",
+        ),
     ],
 )
 def test_invalid_config_stops_before_anything_runs(tmp_path, change, key):

@@ -295,3 +295,30 @@ def test_load_missing_or_corrupt_names_the_file(tmp_path):
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(ArtifactError, match=f"{foreign}.*lacks"):
         load_model(foreign)
+
+
+def test_dropout_acts_in_training_only_and_drops_whole_channels():
+    torch.manual_seed(0)
+    mlp = build_model(ModelSpec(DataSpec("digits"), "mlp", 64, 2, dropout=0.5), (1, 8, 8), 10)
+    x = torch.randn(32, 1, 8, 8)
+    mlp.eval()
+    assert torch.equal(mlp(x), mlp(x))
+    mlp.train()
+    _, taps = mlp(x, return_taps=True)
+    assert 0.3 < (taps["h1"] == 0).float().mean() < 0.8  # ReLU zeros plus dropped units
+    cnn = build_model(ModelSpec(DataSpec("digits"), "cnn", 16, 2, dropout=0.5), (1, 8, 8), 10)
+    cnn.train()
+    _, taps = cnn(x, return_taps=True)
+    per_channel = taps["conv1"].flatten(2).abs().amax(dim=2)  # (batch, channels)
+    assert (per_channel == 0).any()  # whole channels are zero, not scattered positions
+
+
+@pytest.mark.parametrize("scheme", ["xavier", "orthogonal"])
+def test_init_schemes_draw_the_documented_weights(scheme):
+    torch.manual_seed(0)
+    spec = ModelSpec(DataSpec("digits"), "mlp", 256, 2, init=scheme)
+    w = build_model(spec, (1, 8, 8), 10).blocks["h2"][0].weight.detach().double()
+    if scheme == "xavier":  # Glorot normal: variance 2 / (fan_in + fan_out)
+        assert w.var().item() == pytest.approx(2 / 512, rel=0.05)
+    else:  # orthogonal rows scaled by the ReLU gain √2
+        assert torch.allclose(w @ w.T, 2 * torch.eye(256, dtype=w.dtype), atol=1e-5)
