@@ -117,10 +117,14 @@ def analysis_models(stage):
 TARGETS = {}
 
 
-def all_targets():
+def stages_run(stages):
+    """Those of ``stages`` that registered targets and are enabled, in the given order."""
     return [
-        path
-        for stage, paths in TARGETS.items()
-        if config["analyses"].get(stage, {}).get("enabled", True)
-        for path in paths
+        s
+        for s in stages
+        if s in TARGETS and config["analyses"].get(s, {}).get("enabled", True)
     ]
+
+
+def all_targets():
+    return [path for stage in stages_run(TARGETS) for path in TARGETS[stage]]

@@ -1,4 +1,4 @@
-"""The ``widthlab`` command: ``provenance PATH``, ``audit [DIR]`` (more subcommands plug in below).
+"""The ``widthlab`` command: ``summary [DIR]``, ``provenance PATH``, ``audit [DIR]``.
 
 A subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its arguments
 to an ``argparse`` parser, and a handler ``(args) -> exit status``.
@@ -7,6 +7,7 @@ to an ``argparse`` parser, and a handler ``(args) -> exit status``.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -14,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from widthlab import __version__, provenance
-from widthlab.io import ArtifactError
+from widthlab import __version__, headline, provenance
+from widthlab.io import ArtifactError, read_parquet
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,53 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# --------------------------------------------------------------------------------- summary
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    summary = os.path.join(args.directory, "summary")
+    combined = os.path.join(summary, "headline.parquet")
+    try:
+        if os.path.exists(combined):
+            table = read_parquet(combined)
+        else:  # before the report stage ran: whatever stages have finished
+            stages = sorted(glob.glob(os.path.join(summary, "*_headline.parquet")))
+            if not stages:
+                print(
+                    f"widthlab summary: no headline tables under {summary}/ yet; run the "
+                    "analysis stages (snakemake --workflow-profile profiles/local)",
+                    file=sys.stderr,
+                )
+                return 2
+            table = headline.collect(
+                {
+                    os.path.basename(p).removesuffix("_headline.parquet"): read_parquet(p)
+                    for p in stages
+                }
+            )
+    except (ArtifactError, ValueError) as error:
+        print(f"widthlab summary: {error}", file=sys.stderr)
+        return 2
+    if args.format == "csv":
+        table.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=2))
+    else:
+        print(headline.as_text(table))
+    return 0
+
+
+def summary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", default="results", help="default: results")
+    parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
+
+
 COMMANDS: dict[str, Command] = {
+    "summary": Command(
+        "print the headline table: each paper's claim, what this run measured, does it hold",
+        summary_arguments,
+        run_summary,
+    ),
     "provenance": Command(
         "print an artifact's provenance chain back to the raw data",
         provenance_arguments,
@@ -167,7 +214,7 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="widthlab", description="widthlab: provenance and audit of the width-study artifacts"
+        prog="widthlab", description="widthlab: the width study's headline, provenance and audit"
     )
     parser.add_argument("--version", action="version", version=f"widthlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

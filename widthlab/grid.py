@@ -277,8 +277,8 @@ class Paths:
     def summary(self, name: str) -> str:
         return self._p("summary", f"{name}.parquet")
 
-    def figure(self, stage: str, name: str) -> str:
-        return self._p("figures", stage, f"{name}.png")
+    def figure(self, stage: str, name: str, suffix: str = "png") -> str:
+        return self._p("figures", stage, f"{name}.{suffix}")
 
     def log(self, rule: str, key: str = "all") -> str:
         return self._p("logs", rule, f"{key}.log")

@@ -76,3 +76,76 @@ def headline_table(rows: Sequence[dict]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"unknown headline columns {sorted(missing)}")
     return table
+
+
+def collect(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The stages' headline tables as one, with a leading ``stage`` column, in the given order."""
+    parts = []
+    for stage, table in tables.items():
+        missing = [c for c in HEADLINE_COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"headline table of stage {stage!r} lacks columns {missing}")
+        parts.append(table[HEADLINE_COLUMNS].assign(stage=stage))
+    if not parts:
+        return pd.DataFrame(columns=["stage", *HEADLINE_COLUMNS])
+    return pd.concat(parts, ignore_index=True)[["stage", *HEADLINE_COLUMNS]]
+
+
+def format_value(row) -> str:
+    """``0.62 [0.55, 0.70] (n=2)``: the value with its interval where there is one."""
+    value = f"{row['value']:.3g}"
+    if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
+        value += f" [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
+    return f"{value} (n={int(row['n'])})"
+
+
+def as_text(table: pd.DataFrame, width: int = 100) -> str:
+    """The headline table for a terminal: one block per claim, grouped by paper."""
+    import textwrap
+
+    lines = []
+    for paper, rows in table.groupby("paper", sort=False):
+        lines.append(paper)
+        for _, row in rows.iterrows():
+            lines.append(f"  [{row['holds']:>6}] {row['claim']}")
+            lines.append(f"           {row['quantity']} = {format_value(row)}")
+            lines.append(f"           estimator: {row['estimator']}")
+            lines += textwrap.wrap(
+                row["detail"], width, initial_indent=" " * 11, subsequent_indent=" " * 11
+            )
+        lines.append("")
+    return "\n".join(lines) if lines else "no headline rows yet (run the analysis stages)"
+
+
+_VERDICT_COLOURS = {"yes": "#d8f0d8", "partly": "#fff2cc", "no": "#f8d7d7", "n/a": "#eeeeee"}
+
+
+def as_html(table: pd.DataFrame) -> str:
+    """The headline table as a standalone HTML page (for the Snakemake report)."""
+    import html
+
+    head = "".join(
+        f"<th>{h}</th>" for h in ("paper", "claim", "measured", "value", "holds", "detail")
+    )
+    body = []
+    for _, row in table.iterrows():
+        colour = _VERDICT_COLOURS.get(row["holds"], "#ffffff")
+        cells = [
+            row["paper"],
+            row["claim"],
+            f"{row['quantity']} ({row['estimator']})",
+            format_value(row),
+            row["holds"],
+            row["detail"],
+        ]
+        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        body.append(f'<tr style="background:{colour}">{tds}</tr>')
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>widthlab headline</title>"
+        "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:4px 6px;vertical-align:top;text-align:left}"
+        "</style></head><body><h2>widthlab: what width does, paper by paper</h2>"
+        "<p>value = mean over seeds [95 % t-interval] (n values); holds decided by the rule "
+        "each stage documents.</p>"
+        f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>"
+    )

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from io import StringIO
 
 import numpy as np
 import pandas as pd
@@ -111,3 +112,43 @@ def test_provenance_of_missing_or_raw_files(run_dir, capsys):
     assert "results/none.parquet" in capsys.readouterr().err
     assert cli.main(["provenance", "raw/digits.csv"]) == 0
     assert "no provenance" in capsys.readouterr().out
+
+
+def test_summary_prints_every_stage_headline_and_fails_clearly_without_one(tmp_path):
+    assert widthlab("summary", "results", cwd=tmp_path).returncode == 2
+    from widthlab.headline import headline_row, headline_table
+
+    rows = {
+        "units": headline_row(
+            "Casper et al. 2021",
+            "prunable units grow faster than width",
+            "g of prunable units",
+            "t-interval over seeds",
+            [2.4, 2.6],
+            "yes",
+            "g = 2.5 > 2",
+        ),
+        "clones": headline_row(
+            "Doimo et al. 2022",
+            "clones grow linearly with width",
+            "slope of #clones vs W",
+            "least squares above the critical width",
+            [0.01],
+            "n/a",
+            "one seed only",
+        ),
+    }
+    for stage, row in rows.items():
+        io.write_parquet(
+            headline_table([row]), tmp_path / f"results/summary/{stage}_headline.parquet"
+        )
+    result = widthlab("summary", "results", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Casper et al. 2021" in result.stdout and "Doimo et al. 2022" in result.stdout
+    assert "2.5 [" in result.stdout  # mean with its t-interval
+    assert "(n=1)" in result.stdout  # a single value has no interval
+    csv = widthlab("summary", "results", "--format", "csv", cwd=tmp_path)
+    assert pd.read_csv(StringIO(csv.stdout))["stage"].tolist() == [
+        "clones",
+        "units",
+    ]
