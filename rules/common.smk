@@ -59,8 +59,12 @@ def spec_of(wildcards):
     return parse_model_id(wildcards.model)
 
 
+def dataset_of_model(mid):
+    return PATHS.dataset(parse_model_id(mid).data.id)
+
+
 def dataset_of(wildcards):
-    return PATHS.dataset(spec_of(wildcards).data.id)
+    return dataset_of_model(wildcards.model)
 
 
 def train_settings(wildcards):

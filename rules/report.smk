@@ -29,4 +29,27 @@ rule headline:
         "../workflow_scripts/report_headline.py"
 
 
-TARGETS["report"] = [rules.headline.output.table]
+rule joint_prune_clone:
+    input:
+        models=lambda w: [PATHS.model(m) for m in analysis_models("report")],
+        data=lambda w: sorted({dataset_of_model(m) for m in analysis_models("report")}),
+    output:
+        PATHS.table("joint", "prune_vs_clone"),
+    log:
+        PATHS.log("joint_prune_clone"),
+    benchmark:
+        PATHS.benchmark("joint_prune_clone")
+    conda:
+        CONDA_ENV
+    resources:
+        gpu=lambda w: int(uses_gpu()),
+    params:
+        settings=canonical(
+            {k: analysis("report")[k] for k in ("kept_fractions", "subsets", "seed")}
+        ),
+        device=config["device"],
+    script:
+        "../workflow_scripts/report_joint_prune_clone.py"
+
+
+TARGETS["report"] = [rules.headline.output.table, rules.joint_prune_clone.output[0]]

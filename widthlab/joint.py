@@ -1,0 +1,188 @@
+"""Across papers, on the same models: questions none of the five papers asked.
+
+Prunable units vs clones (Casper × Doimo), per model, last hidden layer
+    Casper et al. call a network's units prunable when zeroing a random subset leaves its
+    predictions unchanged; Doimo et al. call a layer redundant when a random chunk of its units
+    reconstructs the whole layer (ridge R² → 1: the chunk holds a copy of every "clone").
+    If the two describe one phenomenon, then among kept subsets of the *same size* the ones that
+    reconstruct the full layer better must also keep the predictions better. For each kept
+    fraction (default 1/8, 1/4, 1/2, 3/4) ``subsets`` random kept sets of the last hidden layer are
+    drawn (seeded; :func:`widthlab.clones.sample_chunks`); for each the agreement with the intact
+    model when every other unit is zeroed (test split; :func:`widthlab.units.masked_agreement`)
+    and the variance-weighted ridge R² kept → full (fit on train, scored on test;
+    :func:`widthlab.clones.chunk_regression`). The statistic is Spearman's ρ between agreement
+    and R² *within* a fraction (both fall as fewer units are kept, so pooling over fractions would
+    correlate them trivially); ``rho`` per model is the mean over fractions with a defined ρ.
+
+Layers: blocks, PC1 and prunability (Nguyen × Casper)
+    Per model and hidden layer: whether the layer lies in a detected CKA block, its PC1 variance
+    share, and its per-layer prunability; the summary compares layers in blocks with the others.
+
+Models: transfer and clones (Gilboa × Doimo)
+    Per (depth, width): mean target accuracy of last-layer transfer and mean number of clones,
+    and Spearman's ρ between them over widths. The transfer grid and the clone grid are
+    different models of the same architectures, so this is a correlation of width trends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from widthlab.clones import chunk_regression, last_hidden, sample_chunks
+from widthlab.units import masked_agreement, tap_sizes
+
+DEFAULT_KEPT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
+SUBSET_COLUMNS = ["kept_fraction", "kept_units", "subset", "agreement", "r2"]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's ρ, NaN when either side is constant or fewer than 3 pairs are finite."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def kept_subsets(
+    width: int, fractions: Sequence[float], subsets: int, seed: int = 0
+) -> list[tuple[float, np.ndarray]]:
+    """(fraction, subsets × kept-units index array) for every fraction that keeps 1 … W−1 units."""
+    out = []
+    for i, fraction in enumerate(sorted(set(fractions))):
+        kept = int(round(fraction * width))
+        if 1 <= kept < width:
+            out.append((fraction, sample_chunks(width, kept, subsets, seed=seed + i)))
+    return out
+
+
+@torch.no_grad()
+def subset_measurements(
+    model: torch.nn.Module,
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    chunks: np.ndarray,
+    alpha: float = 1e-8,
+    batch_size: int = 32768,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(agreement, R²) of each kept set of last-hidden units (rows of ``chunks``): agreement with
+    the intact model on ``x_eval`` when every other unit of that layer is zeroed, and ridge R²
+    kept → full layer fitted on ``x_fit`` and scored on ``x_eval``."""
+    model.eval()
+    last = model.tap_names[-1]
+    sizes = tap_sizes(model, x_eval)
+    chunks = np.asarray(chunks, dtype=np.int64)
+    keep = np.zeros((len(chunks), sizes[last]), dtype=np.float32)
+    np.put_along_axis(keep, chunks, 1.0, axis=1)
+    masks = {tap: np.ones((len(chunks), n), np.float32) for tap, n in sizes.items()}
+    masks[last] = keep
+    agreement = masked_agreement(model, x_eval, masks, batch_size)
+    h_fit, _ = last_hidden(model, x_fit)
+    h_eval, _ = last_hidden(model, x_eval)
+    r2, _ = chunk_regression(h_fit, h_eval, chunks, alpha)
+    return agreement, r2
+
+
+def prune_vs_clone_table(
+    model: torch.nn.Module,
+    x_fit: np.ndarray,
+    x_eval: np.ndarray,
+    fractions: Sequence[float] = DEFAULT_KEPT_FRACTIONS,
+    subsets: int = 20,
+    seed: int = 0,
+    alpha: float = 1e-8,
+    batch_size: int = 32768,
+) -> pd.DataFrame:
+    """One row per random kept subset of the last hidden layer: its agreement and R² (above)."""
+    width = tap_sizes(model, x_eval)[model.tap_names[-1]]
+    parts = []
+    for fraction, chunks in kept_subsets(width, fractions, subsets, seed):
+        agreement, r2 = subset_measurements(model, x_fit, x_eval, chunks, alpha, batch_size)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "kept_fraction": fraction,
+                    "kept_units": chunks.shape[1],
+                    "subset": np.arange(len(chunks)),
+                    "agreement": agreement,
+                    "r2": r2,
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=SUBSET_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[SUBSET_COLUMNS]
+
+
+def prune_vs_clone_summary(subsets: pd.DataFrame, by: Sequence[str] = ("model",)) -> pd.DataFrame:
+    """Per ``by`` group (and kept fraction): Spearman ρ(agreement, R²) within the fraction, and
+    the mean agreement and R²; plus a ``kept_fraction = NaN`` row with the mean ρ over fractions."""
+    by = list(by)
+    rows = []
+    for key, group in subsets.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rhos = []
+        for fraction, part in group.groupby("kept_fraction", sort=True):
+            rho = spearman(part["agreement"], part["r2"])
+            rhos.append(rho)
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "kept_fraction": fraction,
+                    "rho": rho,
+                    "agreement": part["agreement"].mean(),
+                    "r2": part["r2"].mean(),
+                    "subsets": len(part),
+                }
+            )
+        finite = [r for r in rhos if np.isfinite(r)]
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "kept_fraction": np.nan,
+                "rho": float(np.mean(finite)) if finite else np.nan,
+                "agreement": group["agreement"].mean(),
+                "r2": group["r2"].mean(),
+                "subsets": len(group),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def prune_vs_clone_models(
+    model_paths: Sequence[str],
+    datasets: dict,
+    settings: dict,
+    device: str = "cpu",
+    log=None,
+) -> pd.DataFrame:
+    """:func:`prune_vs_clone_table` for every model file, fitted on its dataset's train split
+    and scored on the test split, with the model's id columns in front."""
+    from widthlab.activations import resolve_device
+    from widthlab.models import load_model
+
+    dev = resolve_device(device)
+    parts = []
+    for path in model_paths:
+        model, spec = load_model(path)
+        data = datasets[spec.data.id]
+        table = prune_vs_clone_table(
+            model.to(dev),
+            data.x_train,
+            data.x_test,
+            settings["kept_fractions"],
+            settings["subsets"],
+            settings["seed"],
+        )
+        if log:
+            log("%s: %d kept subsets", spec.id, len(table))
+        parts.append(table.assign(**spec.columns()))
+    table = pd.concat(parts, ignore_index=True)
+    leading = list(parts[0].columns[len(SUBSET_COLUMNS) :])
+    return table[leading + SUBSET_COLUMNS]
