@@ -110,9 +110,16 @@ def analysis(stage):
     return config["analyses"][stage]
 
 
+def analysis_grids(stage):
+    """The grid names an analysis studies (`analyses.<stage>.grid`: a name or a list)."""
+    grids = analysis(stage).get("grid", "main")
+    return [grids] if isinstance(grids, str) else list(grids)
+
+
 def analysis_models(stage):
-    """Model ids of the grid an analysis studies (`analyses.<stage>.grid`, default `main`)."""
-    return model_ids(analysis(stage).get("grid", "main"))
+    """Model ids of the grids an analysis studies, in config order, each once."""
+    grids = analysis_grids(stage)
+    return [mid for mid, name in MODEL_GRID.items() if name in grids]
 
 
 # Each stage registers its final targets here; `rule all` and the report collect them.

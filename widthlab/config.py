@@ -76,6 +76,7 @@ def check_semantics(config: dict, train_keys: set[str]) -> None:
                 "data_root (never downloaded); set data_root to the folder holding it"
             )
     for section, settings in config["analyses"].items():
-        grid = settings.get("grid") if isinstance(settings, dict) else None
-        if grid is not None and grid not in config["grids"]:
-            raise ConfigError(f"config key analyses.{section}.grid: no grid named {grid!r}")
+        grids = settings.get("grid") if isinstance(settings, dict) else None
+        for grid in [grids] if isinstance(grids, str) else grids or []:
+            if grid not in config["grids"]:
+                raise ConfigError(f"config key analyses.{section}.grid: no grid named {grid!r}")

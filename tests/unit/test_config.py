@@ -51,8 +51,18 @@ def filled(config):
         (lambda c: c["grids"]["main"].update(arch=["resnet"], depth=[10]), "6n\\+2"),
         (lambda c: c["grids"]["main"].update(dataset="cifar10"), "data_root"),
         (lambda c: c.update(analyses={"units": {"grid": "nope"}}), "analyses.units.grid"),
+        (
+            lambda c: c.update(analyses={"clones": {"grid": ["main", "early"]}}),
+            "analyses.clones.grid: no grid named 'early'",
+        ),
     ],
 )
 def test_semantic_checks_name_the_key(change, message):
     with pytest.raises(ConfigError, match=message):
         check_semantics(filled(with_(change)), {"lr"})
+
+
+def test_an_analysis_may_study_a_list_of_grids():
+    config = with_(lambda c: c.update(analyses={"units": {"grid": ["main"]}}))
+    check_config(config)
+    check_semantics(filled(config), {"lr"})
