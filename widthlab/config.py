@@ -76,7 +76,9 @@ def check_semantics(config: dict, train_keys: set[str]) -> None:
                 "data_root (never downloaded); set data_root to the folder holding it"
             )
     for section, settings in config["analyses"].items():
-        grids = settings.get("grid") if isinstance(settings, dict) else None
+        if not isinstance(settings, dict) or not settings.get("enabled", True):
+            continue  # a disabled stage may keep the default grid name of a grid not defined here
+        grids = settings.get("grid")
         for grid in [grids] if isinstance(grids, str) else grids or []:
             if grid not in config["grids"]:
                 raise ConfigError(f"config key analyses.{section}.grid: no grid named {grid!r}")

@@ -66,3 +66,8 @@ def test_an_analysis_may_study_a_list_of_grids():
     config = with_(lambda c: c.update(analyses={"units": {"grid": ["main"]}}))
     check_config(config)
     check_semantics(filled(config), {"lr"})
+
+
+def test_a_disabled_stage_may_name_a_missing_grid():
+    config = with_(lambda c: c.update(analyses={"units": {"grid": "nope", "enabled": False}}))
+    check_semantics(filled(config), {"lr"})

@@ -1,0 +1,35 @@
+"""Every study config under configs/ builds its DAG, and its header states the true job count."""
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.integration
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def stated_trainings(config: Path) -> int | None:
+    """N from the header line 'Jobs: N trainings', if the config states one."""
+    match = re.search(r"^# Jobs: (\d+) trainings", config.read_text(), flags=re.MULTILINE)
+    return int(match[1]) if match else None
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_the_dag_builds_and_the_header_counts_its_trainings(config):
+    result = snakemake(REPO, "-n", "--quiet", "rules", "--configfile", str(config))
+    rows = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", result.stdout, flags=re.MULTILINE))
+    assert int(rows.get("total", 0)) > 0, result.stdout
+    stated = stated_trainings(config)
+    if stated is not None:
+        assert int(rows["train"]) == stated, f"{config.name} says {stated} trainings"
+
+
+def test_every_full_scale_config_states_its_jobs_and_gpu_hours():
+    for config in CONFIGS:
+        text = config.read_text()
+        if "device: cuda" in text:
+            assert stated_trainings(config) is not None, config.name
+            assert "GPU-hour" in text, config.name
