@@ -1,1 +1,93 @@
-# units stage: filled in by its issue.
+# units stage (Casper et al. 2021, frivolous units): per model, zero-ablation prunability and PCA
+# redundancy on the test split; across the grid, unit counts, growth statistic g and headline.
+UNITS_CATEGORY = "3. Casper et al. 2021: frivolous units"
+# the analyses.units keys a per-model job depends on (not grid, enabled or the summary's level)
+UNITS_MODEL_SETTINGS = canonical(
+    {
+        k: v
+        for k, v in analysis("units").items()
+        if k not in ("grid", "enabled", "level")
+    }
+)
+
+
+rule units_model:
+    input:
+        model=PATHS.model("{model}"),
+        data=dataset_of,
+    output:
+        table=PATHS.table("units", "{model}"),
+        curves=PATHS.table("units/curves", "{model}"),
+    log:
+        PATHS.log("units_model", "{model}"),
+    benchmark:
+        PATHS.benchmark("units_model", "{model}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=lambda w: int(uses_gpu()),
+    params:
+        settings=UNITS_MODEL_SETTINGS,
+        device=config["device"],
+    script:
+        "../workflow_scripts/units_model.py"
+
+
+rule units_summary:
+    input:
+        tables=lambda w: [PATHS.table("units", m) for m in analysis_models("units")],
+        curves=lambda w: [
+            PATHS.table("units/curves", m) for m in analysis_models("units")
+        ],
+    output:
+        summary=PATHS.summary("units"),
+        layers=PATHS.summary("units_layers"),
+        curves=PATHS.summary("units_curves"),
+        growth=PATHS.summary("units_growth"),
+        slopes=PATHS.summary("units_slopes"),
+        effects=PATHS.summary("units_effects"),
+        headline=PATHS.summary("units_headline"),
+        ablation_curves=report(
+            PATHS.figure("units", "ablation_curves"),
+            caption="../report/units/ablation_curves.rst",
+            category=UNITS_CATEGORY,
+            subcategory="ablation",
+        ),
+        unit_counts=report(
+            PATHS.figure("units", "unit_counts"),
+            caption="../report/units/unit_counts.rst",
+            category=UNITS_CATEGORY,
+            subcategory="unit counts",
+        ),
+        fractions=report(
+            PATHS.figure("units", "fractions"),
+            caption="../report/units/fractions.rst",
+            category=UNITS_CATEGORY,
+            subcategory="unit counts",
+        ),
+        split=report(
+            PATHS.figure("units", "split"),
+            caption="../report/units/split.rst",
+            category=UNITS_CATEGORY,
+            subcategory="unit counts",
+        ),
+        per_layer=report(
+            PATHS.figure("units", "per_layer"),
+            caption="../report/units/per_layer.rst",
+            category=UNITS_CATEGORY,
+            subcategory="per layer",
+        ),
+    log:
+        PATHS.log("units_summary"),
+    benchmark:
+        PATHS.benchmark("units_summary")
+    conda:
+        CONDA_ENV
+    params:
+        level=analysis("units")["level"],
+    script:
+        "../workflow_scripts/units_summary.py"
+
+
+TARGETS["units"] = rules.units_summary.output

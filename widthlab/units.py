@@ -72,8 +72,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from widthlab.headline import t_interval
-
 DEFAULT_FRACTIONS = tuple(float(f) for f in np.linspace(0.0, 1.0, 7))
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_ENERGY = 0.95
@@ -580,8 +578,145 @@ def per_model_table(
 
 
 # ----------------------------------------------------------------------------------------------
+# One model (the per-model job)
+# ----------------------------------------------------------------------------------------------
+
+# Defaults of the per-model analysis; the config keys of the same names (analyses.units) override.
+MODEL_SETTINGS = {
+    "fractions": 7,
+    "orders": 3,
+    "threshold": DEFAULT_THRESHOLD,
+    "energy": DEFAULT_ENERGY,
+    "corr_threshold": DEFAULT_CORR_THRESHOLD,
+    "max_rows": DEFAULT_MAX_ROWS,
+    "redundancy_rule": "product",
+    "batch_size": 32768,
+    "seed": 0,
+}
+
+
+def fraction_grid(fractions: int | Sequence[float]) -> list[float]:
+    """Ablation fractions: an integer ``n`` is ``linspace(0, 1, n)``, a list is used sorted."""
+    if isinstance(fractions, bool):
+        raise ValueError(f"ablation fractions: a count or a list, got {fractions!r}")
+    if isinstance(fractions, int | np.integer):
+        if fractions < 2:
+            raise ValueError(f"need at least 2 ablation fractions, got {fractions}")
+        return [float(f) for f in np.linspace(0.0, 1.0, int(fractions))]
+    values = sorted({float(f) for f in fractions})
+    if len(values) < 2 or values[0] < 0.0 or values[-1] > 1.0:
+        raise ValueError(f"ablation fractions: at least 2 distinct values in [0, 1], got {values}")
+    return values
+
+
+def model_seed(base: int, seed: int) -> int:
+    """The seed of one model's ablation orders and row subsampling, from the stage's ``seed`` and
+    the model's training seed (models of different seeds get independent orders)."""
+    return int(np.random.SeedSequence([int(base), int(seed)]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def unit_sample_sets(
+    model: torch.nn.Module,
+    x,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> dict[str, np.ndarray]:
+    """Per tap, the intact model's activations on ``x`` as a float32 (samples × units) matrix.
+
+    Dense taps: one row per example. Conv maps (``n × C × H × W``): every spatial position is a
+    sample, but only ``ceil(max_rows / n)`` positions per example are kept (drawn without
+    replacement with a CPU generator seeded by ``seed``, so the draw does not depend on the
+    device), which keeps about ``max_rows`` rows without ever holding every position of the test
+    set; :func:`unit_samples` then subsamples to ``max_rows`` exactly.
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    per_example = max(1, math.ceil(max_rows / max(len(x), 1)))
+    generator = torch.Generator().manual_seed(int(seed))
+    parts: dict[str, list] = {tap: [] for tap in model.tap_names}
+    try:
+        for start in range(0, len(x), batch_size):
+            _, taps = model(_as_tensor(x[start : start + batch_size], device), return_taps=True)
+            for tap in model.tap_names:
+                h = taps[tap].float()
+                if h.dim() > 2:
+                    flat = h.flatten(2)  # b × C × positions
+                    b, c, p = flat.shape
+                    if per_example < p:
+                        pick = torch.rand(b, p, generator=generator).argsort(dim=1)
+                        pick = pick[:, :per_example].to(flat.device)
+                        flat = torch.gather(flat, 2, pick.unsqueeze(1).expand(b, c, per_example))
+                    h = flat.transpose(1, 2).reshape(-1, c)
+                parts[tap].append(h.cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {tap: np.concatenate(v) for tap, v in parts.items()}
+
+
+def analyse_model(
+    model: torch.nn.Module,
+    x,
+    y=None,
+    settings: Mapping | None = None,
+    columns: Mapping[str, object] | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prunability and redundancy of one model on ``x`` (the test split): ``(units table,
+    ablation curves)``, both led by ``columns`` (``ModelSpec.columns()``).
+
+    ``settings`` overrides :data:`MODEL_SETTINGS`; ``seed`` draws the ablation orders and the
+    PCA row subsample (see :func:`model_seed`). The model runs where it is (move it to the GPU
+    first to use one). With labels ``y`` the intact model's accuracy on ``x`` is kept as
+    ``intact_accuracy``; ``examples`` is the number of examples the agreement is measured on.
+    """
+    s = {**MODEL_SETTINGS, **(settings or {})}
+    unknown = sorted(set(s) - set(MODEL_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown units settings {unknown}; known: {sorted(MODEL_SETTINGS)}")
+    if len(x) < 2:
+        raise ValueError(f"the units analysis needs at least 2 examples, got {len(x)}")
+    curves = ablation_curves(
+        model, x, fraction_grid(s["fractions"]), s["orders"], seed, s["batch_size"], True
+    )
+    samples = unit_sample_sets(model, x, s["max_rows"], seed)
+    redundancy = redundancy_table(samples, s["energy"], s["corr_threshold"], s["max_rows"], seed)
+    table = per_model_table(curves, redundancy, s["threshold"], s["redundancy_rule"], columns)
+    table["examples"] = len(x)
+    table["pca_rows"] = [*redundancy["pca_rows"].astype(int), int(redundancy["pca_rows"].sum())]
+    if y is not None:
+        predicted = predict(model, x, s["batch_size"]).cpu().numpy()
+        table["intact_accuracy"] = float((predicted == np.asarray(y)).mean())
+    if columns:
+        for i, (name, value) in enumerate(columns.items()):
+            curves.insert(i, name, [value] * len(curves))
+    return table, curves
+
+
+# ----------------------------------------------------------------------------------------------
 # Across the grid
 # ----------------------------------------------------------------------------------------------
+
+
+def model_columns() -> list[str]:
+    """The model columns every per-model table leads with (``ModelSpec.columns()`` keys), so that
+    axes added to the grid flow through the summary without being listed here."""
+    from widthlab.grid import DataSpec, ModelSpec
+
+    return list(ModelSpec(DataSpec("digits"), "mlp", 1, 1).columns())
+
+
+def series_axes() -> list[str]:
+    """Model axes that define a width series: every model column except model, width and seed."""
+    return [c for c in model_columns() if c not in ("model", "width", "seed")]
+
+
+def _check_model_columns(table: pd.DataFrame, what: str) -> None:
+    missing = [c for c in model_columns() if c not in table]
+    if missing:
+        raise ValueError(f"{what} lacks the model columns {missing}")
 
 
 def growth_statistic(widths: Sequence[float], counts: Sequence[float]) -> float:
@@ -606,18 +741,6 @@ def growth_statistic(widths: Sequence[float], counts: Sequence[float]) -> float:
     return float(np.mean(c[1:][valid] / c[:-1][valid]))
 
 
-MODEL_AXES = (
-    "dataset",
-    "arch",
-    "width",
-    "depth",
-    "bottleneck",
-    "train_size",
-    "weight_decay",
-    "seed",
-)
-
-
 def summary_table(
     per_model_tables: Sequence[pd.DataFrame],
     specs: Sequence | None = None,
@@ -625,10 +748,10 @@ def summary_table(
 ) -> pd.DataFrame:
     """Long table of unit counts across the grid.
 
-    One row per (model, layer, quantity): the model axes, ``layer``, ``quantity``, ``count``,
+    One row per (model, layer, quantity): the model columns, ``layer``, ``quantity``, ``count``,
     ``fraction`` (count / units) and ``normalised`` (count / the same count of the widest model of
-    its series: same axes except width, same seed, same layer). ``specs`` (``ModelSpec``s aligned
-    with the tables) supply the model columns when the tables do not carry them.
+    its series: same :func:`series_axes`, same seed, same layer). ``specs`` (``ModelSpec``s
+    aligned with the tables) supply the model columns when the tables do not carry them.
     """
     frames = []
     for i, table in enumerate(per_model_tables):
@@ -636,20 +759,21 @@ def summary_table(
         if specs is not None:
             for name, value in specs[i].columns().items():
                 table[name] = value
-        missing = [c for c in ("model", *MODEL_AXES) if c not in table]
-        if missing:
-            raise ValueError(f"per-model table {i} lacks the model columns {missing}")
+        _check_model_columns(table, f"per-model table {i}")
         frames.append(table)
+    if not frames:
+        raise ValueError("no per-model tables to summarise")
     wide = pd.concat(frames, ignore_index=True)
+    columns = model_columns()
     wide["layer_units"] = wide["units"]
-    keep = ["model", *MODEL_AXES, "layer", "layer_index", "layer_units", "prunability"]
+    keep = [*columns, "layer", "layer_index", "layer_units", "prunability"]
     long = wide.melt(
         id_vars=keep, value_vars=list(quantities), var_name="quantity", value_name="count"
     )
     long = long.rename(columns={"layer_units": "units"})
     long["count"] = long["count"].astype(float)
     long["fraction"] = long["count"] / long["units"]
-    series = [c for c in MODEL_AXES if c != "width"] + ["layer", "quantity"]
+    series = [*series_axes(), "seed", "layer", "quantity"]
     widest = long.loc[long.groupby(series, dropna=False)["width"].idxmax(), [*series, "count"]]
     widest = widest.rename(columns={"count": "widest_count"})
     long = long.merge(widest, on=series, how="left")
@@ -660,31 +784,63 @@ def summary_table(
     return long.drop(columns="widest_count")
 
 
-def growth_table(summary: pd.DataFrame, layer: str = ALL, level: float = 0.95) -> pd.DataFrame:
-    """g per (model axes except width and seed, quantity) for ``layer``: the mean over seeds of the
-    per-seed g with a ``level`` t-interval, and g of the seed-averaged counts. Series that are not
-    a ×2 width series of ≥ 2 widths get NaN and a flag."""
-    sub = summary[summary["layer"] == layer]
-    group_cols = [c for c in MODEL_AXES if c not in ("width", "seed")] + ["quantity"]
+def seed_growth(summary: pd.DataFrame, layer: str | None = ALL) -> pd.DataFrame:
+    """g of every (series, seed, layer, quantity) width series; ``layer=None`` for every layer.
+
+    Columns: the :func:`series_axes`, ``seed``, ``layer``, ``quantity``, ``widths``, ``g``,
+    ``flag`` (why g is NaN: not a ×2 series, or only zero counts).
+    """
+    sub = summary if layer is None else summary[summary["layer"] == layer]
+    keys = [*series_axes(), "seed", "layer", "quantity"]
     rows = []
-    for key, grp in sub.groupby(group_cols, dropna=False, sort=True):
-        flag = ""
-        per_seed = []
+    for key, grp in sub.groupby(keys, dropna=False, sort=True):
         try:
-            for _, s in grp.groupby("seed"):
-                per_seed.append(growth_statistic(s["width"], s["count"]))
-            mean_counts = grp.groupby("width")["count"].mean()
-            g_of_mean = growth_statistic(mean_counts.index, mean_counts.to_numpy())
+            g, flag = growth_statistic(grp["width"], grp["count"]), ""
         except ValueError as err:
-            flag, per_seed, g_of_mean = str(err), [], float("nan")
-        values = np.asarray(per_seed, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        low, high = t_interval(values, level)
+            g, flag = float("nan"), str(err)
+        if not flag and not np.isfinite(g):
+            flag = "zero counts in a series"
         rows.append(
             {
-                **dict(zip(group_cols, key, strict=True)),
-                "layer": layer,
+                **dict(zip(keys, key, strict=True)),
                 "widths": ",".join(str(int(w)) for w in sorted(grp["width"].unique())),
+                "g": g,
+                "flag": flag,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*keys, "widths", "g", "flag"])
+
+
+def growth_table(
+    summary: pd.DataFrame, layer: str | None = ALL, level: float = 0.95
+) -> pd.DataFrame:
+    """g per (series, layer, quantity): the mean over seeds of the per-seed g with a ``level``
+    t-interval, and g of the seed-averaged counts (``g_of_mean``). ``layer=None`` for every layer.
+    Series that are not a ×2 width series of ≥ 2 widths get NaN and a flag."""
+    from widthlab.headline import t_interval
+
+    per_seed = seed_growth(summary, layer)
+    sub = summary if layer is None else summary[summary["layer"] == layer]
+    keys = [*series_axes(), "layer", "quantity"]
+    rows = []
+    for key, grp in per_seed.groupby(keys, dropna=False, sort=True):
+        values = grp["g"].to_numpy(dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        mask = np.ones(len(sub), dtype=bool)
+        for name, value in zip(keys, key, strict=True):
+            column = sub[name]
+            mask &= column.isna().to_numpy() if pd.isna(value) else (column == value).to_numpy()
+        mean_counts = sub[mask].groupby("width")["count"].mean()
+        try:
+            g_of_mean = growth_statistic(mean_counts.index, mean_counts.to_numpy())
+        except ValueError:
+            g_of_mean = float("nan")
+        low, high = t_interval(values, level)
+        flags = sorted({f for f in grp["flag"] if f})
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "widths": ",".join(sorted(set(grp["widths"]), key=len)),
                 "n_seeds": int(grp["seed"].nunique()),
                 "g": float(finite.mean()) if len(finite) else float("nan"),
                 "g_sd": float(finite.std(ddof=1)) if len(finite) > 1 else float("nan"),
@@ -692,7 +848,309 @@ def growth_table(summary: pd.DataFrame, layer: str = ALL, level: float = 0.95) -
                 "g_ci_high": high,
                 "g_of_mean": g_of_mean,
                 "faster_than_width": bool(len(finite) and finite.mean() > 2.0),
-                "flag": flag or ("" if len(finite) == len(values) else "zero counts in a series"),
+                "flag": "; ".join(flags),
             }
         )
     return pd.DataFrame(rows)
+
+
+def network_rows(layers: pd.DataFrame) -> pd.DataFrame:
+    """The ``layer == "all"`` rows of stacked per-model tables, with the fractions of units that
+    are prunable, redundant and non-redundant, and the prunable share of the frivolous units
+    ``prunable / (prunable + redundant)`` (NaN when a model has none)."""
+    net = layers[layers["layer"] == ALL].copy()
+    net["prunable_fraction"] = net["prunable"] / net["units"]
+    net["redundant_fraction"] = net["redundant"] / net["units"]
+    net["non_redundant_fraction"] = net["non_redundant"] / net["units"]
+    frivolous = net["prunable"] + net["redundant"]
+    net["prunable_share"] = (net["prunable"] / frivolous.where(frivolous > 0)).astype(float)
+    return net
+
+
+def prunability_slopes(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per (series, seed): the least-squares slope of the network prunability on ``log2(width)``
+    (change of the prunable fraction per width doubling), with the prunability at the narrowest
+    and widest width. Series with fewer than two widths get NaN."""
+    net = network_rows(layers)
+    keys = [*series_axes(), "seed"]
+    rows = []
+    for key, grp in net.groupby(keys, dropna=False, sort=True):
+        grp = grp.sort_values("width")
+        lw = np.log2(grp["width"].to_numpy(dtype=np.float64))
+        p = grp["prunability"].to_numpy(dtype=np.float64)
+        slope = float(np.polyfit(lw, p, 1)[0]) if len(np.unique(lw)) > 1 else float("nan")
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "widths": len(grp),
+                "narrowest": int(grp["width"].iloc[0]),
+                "widest": int(grp["width"].iloc[-1]),
+                "prunability_narrowest": float(p[0]),
+                "prunability_widest": float(p[-1]),
+                "slope": slope,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+EFFECT_MEASURES = ("prunable_fraction", "redundant_fraction", "prunable_share")
+EFFECT_COLUMNS = [
+    "axis", "baseline", "level", "measure", "pairs", "baseline_mean", "level_mean", "diffs"
+]  # fmt: skip
+# series axes that are training factors (compared level by level at matched width and seed);
+# dataset, arch, depth and bottleneck are the architecture / task, not a training factor
+NOT_FACTORS = ("dataset", "arch", "depth", "bottleneck")
+
+
+def factor_axes() -> list[str]:
+    return [c for c in series_axes() if c not in NOT_FACTORS]
+
+
+def factor_effects(layers: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """How one training factor shifts the split between prunable and redundant units.
+
+    Every level of ``axis`` is compared with its lowest level (``baseline``) on pairs of models
+    that agree on every other model column (width and seed included). One row per (level,
+    measure) of :data:`EFFECT_MEASURES`: ``pairs``, ``baseline_mean``, ``level_mean`` and
+    ``diffs`` (the per-pair differences level − baseline, as a list). Empty when the axis has one
+    level.
+    """
+    net = network_rows(layers)
+    columns = EFFECT_COLUMNS
+    levels = sorted(v for v in net[axis].unique() if not pd.isna(v))
+    if len(levels) < 2:
+        return pd.DataFrame(columns=columns)
+    keys = [c for c in model_columns() if c not in ("model", axis)]
+    base = net[net[axis] == levels[0]][[*keys, *EFFECT_MEASURES]]
+    rows = []
+    for level_value in levels[1:]:
+        other = net[net[axis] == level_value][[*keys, *EFFECT_MEASURES]]
+        pairs = other.merge(base, on=keys, suffixes=("", "_base"))
+        for measure in EFFECT_MEASURES:
+            diffs = (pairs[measure] - pairs[f"{measure}_base"]).to_numpy(dtype=np.float64)
+            rows.append(
+                {
+                    "axis": axis,
+                    "baseline": levels[0],
+                    "level": level_value,
+                    "measure": measure,
+                    "pairs": len(pairs),
+                    "baseline_mean": float(pairs[f"{measure}_base"].mean()),
+                    "level_mean": float(pairs[measure].mean()),
+                    "diffs": diffs.tolist(),
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Headline
+# ----------------------------------------------------------------------------------------------
+
+PAPER = "Casper et al. 2021"
+
+
+def verdict(values: Sequence[float], null: float, direction: int = 1, level: float = 0.95) -> str:
+    """The headline rule of this stage, for a claim "the mean is above ``null``" (``direction``
+    +1) or "below ``null``" (−1), on per-(series, seed) values with a ``level`` t-interval:
+
+    - ``yes``: the interval lies entirely on the claimed side of ``null``;
+    - ``partly``: the mean is on the claimed side but the interval reaches ``null``;
+    - ``no``: the mean is on the other side (or on ``null``);
+    - ``n/a``: fewer than two finite values (no interval).
+
+    ``direction=0`` is a two-sided claim ("differs from ``null``"): ``yes`` when the interval
+    excludes ``null``, ``no`` otherwise.
+    """
+    from widthlab.headline import t_interval
+
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 2:
+        return "n/a"
+    low, high = t_interval(finite, level)
+    if direction == 0:
+        return "yes" if low > null or high < null else "no"
+    mean = finite.mean()
+    lo, hi, m = (low, high, mean) if direction > 0 else (-high, -low, -mean)
+    null = null if direction > 0 else -null
+    if lo > null:
+        return "yes"
+    return "partly" if m > null else "no"
+
+
+def _fmt_ci(row: dict) -> str:
+    if np.isfinite(row["ci_low"]):
+        return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    return f"{row['value']:.2f} (no CI)"
+
+
+def _axis_text(axis: str, value) -> str:
+    if axis == "train_size" and pd.isna(value):
+        return "train_size all"
+    return f"{axis.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{axis} {value}"
+
+
+GROWTH_CLAIMS = (
+    (
+        "prunable",
+        1,
+        "Prunable units proliferate with width: their number grows faster than the width (g > 2).",
+    ),
+    (
+        "redundant",
+        1,
+        "Redundant units proliferate with width: their number grows faster than the width (g > 2).",
+    ),
+    (
+        "non_redundant",
+        -1,
+        "Wider networks are not really that wide: the non-frivolous (non-redundant) units grow "
+        "slower than the width (g < 2).",
+    ),
+)
+
+
+def headline(layers: pd.DataFrame, summary: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The stage's headline table (:mod:`widthlab.headline`): one row per claim of Casper et al.
+
+    1. the prunable fraction rises with width: slope of prunability per width doubling > 0;
+    2.–4. growth statistics of prunable (> 2), redundant (> 2) and non-redundant (< 2) units of
+       the whole network;
+    5. per training factor (weight decay always; any other factor axis the grid varies): the
+       factor shifts the prunable share of frivolous units (two-sided, per matched pair).
+
+    Values are per (series, seed) (per matched pair for 5.), ``holds`` follows :func:`verdict`.
+    """
+    from widthlab.headline import headline_row, headline_table
+
+    estimator = f"mean over (series, seed), {level:.0%} t-interval"
+    rows = []
+    slopes = prunability_slopes(layers)
+    values = slopes["slope"].to_numpy(dtype=np.float64)
+    row = headline_row(
+        PAPER,
+        "The fraction of prunable units rises with width.",
+        "slope of the prunable fraction (all hidden layers ablated) per width doubling",
+        f"least-squares slope on log2 width; {estimator}",
+        values,
+        verdict(values, 0.0, 1, level),
+        "",
+        level,
+    )
+    row["detail"] = (
+        f"prunable fraction {slopes['prunability_narrowest'].mean():.2f} at the narrowest width "
+        f"(W={slopes['narrowest'].min()}) → {slopes['prunability_widest'].mean():.2f} at the "
+        f"widest (W={slopes['widest'].max()}), slope {_fmt_ci(row)} per doubling over "
+        f"{row['n']} (series, seed)."
+    )
+    rows.append(row)
+    growth = seed_growth(summary, ALL)
+    for quantity, direction, claim in GROWTH_CLAIMS:
+        values = growth.loc[growth["quantity"] == quantity, "g"].to_numpy(dtype=np.float64)
+        row = headline_row(
+            PAPER,
+            claim,
+            f"growth statistic g of {quantity.replace('_', '-')} units (whole network)",
+            f"mean ratio between width doublings; {estimator}",
+            values,
+            verdict(values, 2.0, direction, level),
+            "",
+            level,
+        )
+        row["detail"] = (
+            f"g = {_fmt_ci(row)} over {row['n']} (series, seed) (2 = grows like the width)."
+            if row["n"]
+            else "no width series with a ×2 doubling and non-zero counts."
+        )
+        rows.append(row)
+    factors = [
+        a for a in factor_axes() if a == "weight_decay" or layers[a].nunique(dropna=False) > 1
+    ]
+    for axis in factors:
+        effects = factor_effects(layers, axis)
+        claim = (
+            f"Training factors shift the split between prunable and redundant units "
+            f"({axis.replace('_', ' ')})."
+        )
+        quantity = (
+            "change of the prunable share of frivolous units, prunable / (prunable + redundant)"
+        )
+        how = f"difference per pair matched on every other model column, {level:.0%} t-interval"
+        if effects.empty:
+            rows.append(
+                headline_row(
+                    PAPER,
+                    claim,
+                    quantity,
+                    how,
+                    [],
+                    "n/a",
+                    f"the grid has a single {axis.replace('_', ' ')} level.",
+                    level,
+                )  # fmt: skip
+            )
+            continue
+        for level_value, sub in effects.groupby("level", sort=True):
+            by = sub.set_index("measure")
+            share = by.loc["prunable_share"]
+            row = headline_row(
+                PAPER,
+                claim,
+                f"{quantity}: {_axis_text(axis, level_value)} vs "
+                f"{_axis_text(axis, share['baseline'])}",
+                how,
+                share["diffs"],
+                verdict(share["diffs"], 0.0, 0, level),
+                "",
+                level,
+            )
+            parts = [
+                f"{m.replace('_', ' ')} {by.loc[m, 'baseline_mean']:.2f} → "
+                f"{by.loc[m, 'level_mean']:.2f}"
+                for m in EFFECT_MEASURES
+            ]
+            row["detail"] = (
+                f"{_axis_text(axis, share['baseline'])} → {_axis_text(axis, level_value)} over "
+                f"{int(share['pairs'])} matched pairs: {', '.join(parts)} (change {_fmt_ci(row)})."
+            )
+            rows.append(row)
+    return headline_table(rows)
+
+
+def summarise(
+    layer_tables: Sequence[pd.DataFrame],
+    curve_tables: Sequence[pd.DataFrame],
+    level: float = 0.95,
+) -> dict[str, pd.DataFrame]:
+    """Every table of the summary rule from the per-model tables: ``layers`` and ``curves``
+    (stacked), ``summary`` (:func:`summary_table`), ``growth`` (:func:`growth_table`, every
+    layer), ``slopes``, ``effects`` (every factor axis with more than one level, diffs
+    summarised by mean and interval) and ``headline``."""
+    from widthlab.headline import t_interval
+
+    for i, table in enumerate(curve_tables):
+        _check_model_columns(table, f"ablation-curve table {i}")
+    layers = pd.concat(list(layer_tables), ignore_index=True)
+    curves = pd.concat(list(curve_tables), ignore_index=True)
+    summary = summary_table(layer_tables)
+    effects = [factor_effects(layers, axis) for axis in factor_axes()]
+    effects = [e for e in effects if not e.empty]
+    effects = (
+        pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(columns=EFFECT_COLUMNS)
+    )
+    intervals = [t_interval(d, level) for d in effects["diffs"]]
+    effects["change"] = [float(np.mean(d)) if len(d) else float("nan") for d in effects["diffs"]]
+    effects["ci_low"] = [lo for lo, _ in intervals]
+    effects["ci_high"] = [hi for _, hi in intervals]
+    for column in ("baseline", "level"):
+        effects[column] = effects[column].astype(str)
+    return {
+        "layers": layers,
+        "curves": curves,
+        "summary": summary,
+        "growth": growth_table(summary, None, level),
+        "slopes": prunability_slopes(layers),
+        "effects": effects.drop(columns="diffs"),
+        "headline": headline(layers, summary, level),
+    }

@@ -2,6 +2,7 @@
 are known by construction, hand-made agreement curves, data with a known PCA spectrum, and width
 series with known growth."""
 
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from widthlab import units as U
+from widthlab.grid import DataSpec, ModelSpec
 
 # --- tiny TappedModels (the protocol of widthlab.models, built here) -----------------------------
 
@@ -188,7 +190,6 @@ def test_nested_orders_and_unit_counts():
 
 def test_widthlab_models_satisfy_the_ablation_protocol():
     models = pytest.importorskip("widthlab.models")
-    from widthlab.grid import DataSpec, ModelSpec
 
     torch.manual_seed(0)
     spec = ModelSpec(DataSpec("digits"), "cnn", 4, 2)
@@ -420,17 +421,7 @@ def fake_tables(widths=(16, 32, 64, 128), seeds=(0, 1, 2)):
                     "non_redundant": [0.0] * 2,
                 }
             )
-            spec = {
-                "model": f"m-w{w}-s{seed}",
-                "dataset": "digits",
-                "arch": "mlp",
-                "width": w,
-                "depth": 1,
-                "bottleneck": None,
-                "train_size": None,
-                "weight_decay": 0.0,
-                "seed": seed,
-            }
+            spec = ModelSpec(DataSpec("digits"), "mlp", w, 1, seed=seed).columns()
             for name, value in spec.items():
                 table[name] = value
             tables.append(table)
@@ -476,17 +467,9 @@ def test_figures_are_drawn_from_tables(tmp_path):
             for seed in (0, 1):
                 for width in (4, 8, 16):
                     model = random_mlp(sizes=(5, *[width] * depth), classes=3, seed=seed)
-                    cols = {
-                        "model": f"w{width}-d{depth}-wd{wd}-s{seed}",
-                        "dataset": "digits",
-                        "arch": "mlp",
-                        "width": width,
-                        "depth": depth,
-                        "bottleneck": None,
-                        "train_size": None,
-                        "weight_decay": wd,
-                        "seed": seed,
-                    }
+                    cols = ModelSpec(
+                        DataSpec("digits"), "mlp", width, depth, weight_decay=wd, seed=seed
+                    ).columns()
                     c = U.ablation_curves(model, x, orders=2, seed=seed)
                     red = U.redundancy_table(U.layer_activations(model, x))
                     tables.append(U.per_model_table(c, red, columns=cols))
@@ -501,3 +484,221 @@ def test_figures_are_drawn_from_tables(tmp_path):
     for name, figure in P.FIGURES.items():
         path = save(figure(stage), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 5000, path
+
+
+# --- the per-model analysis end to end -----------------------------------------------------------
+
+
+def copies_net(n=12, essential=7, bias=650.0):
+    """One hidden layer of ``n`` identical units h = x + 100 (x ∈ [-1, 1]), head logit_0 =
+    Σ h − bias, logit_1 = 0: every example is class 0 while at least ``essential`` copies are on
+    (7 · 99 > 650) and class 1 once fewer are (6 · 101 < 650), whatever the ablation order."""
+    hidden, head = nn.Linear(1, n), nn.Linear(n, 2)
+    with torch.no_grad():
+        hidden.weight.fill_(1.0)
+        hidden.bias.fill_(100.0)
+        head.weight.zero_()
+        head.weight[0].fill_(1.0)
+        head.bias.copy_(torch.tensor([-bias, 0.0]))
+    assert essential * 99 > bias > (essential - 1) * 101
+    return TinyMLP([hidden], head).eval()
+
+
+@pytest.mark.parametrize("rule", ["product", "pcs"])
+def test_analyse_model_on_identical_copies(rule):
+    n = 12
+    x = np.random.default_rng(0).uniform(-1, 1, size=(50, 1)).astype(np.float32)
+    y = np.arange(50) % 2  # half the labels are the class the net always predicts
+    settings = {"orders": 4, "redundancy_rule": rule, "batch_size": 64}
+    cols = {"model": "copies", "width": n}
+    table, curves = U.analyse_model(copies_net(n), x, y, settings, cols, seed=3)
+    # linspace(0, 1, 7) zeroes 0, 2, 4, 6, … of 12 units; 6 off leaves 6 < 7 on: agreement 1,1,1,0…
+    mean = curves[curves.scope == "all"].groupby("fraction")["agreement"].mean()
+    np.testing.assert_array_equal(mean.to_numpy(), [1, 1, 1, 0, 0, 0, 0])
+    assert set(curves["order"]) == {0, 1, 2, 3} and list(curves.columns[:2]) == ["model", "width"]
+    p = 2 / 6 + (1 - 0.8) / (1 - 0) * (1 / 6)
+    for layer in ("hidden1", "all"):
+        r = table.set_index("layer").loc[layer]
+        assert r["prunability"] == pytest.approx(p) and r["prunability_sd"] == pytest.approx(0)
+        assert r["n_pcs"] == 1 and r["compressibility"] == pytest.approx(11 / 12)
+        assert r["mean_abs_corr_count"] == pytest.approx(11)  # every copy sees 11 twins
+        assert r["prunable"] == pytest.approx(p * n)
+        non_prunable = n - p * n
+        redundant = 11 / 12 * non_prunable if rule == "product" else non_prunable - 1
+        assert r["redundant"] == pytest.approx(redundant)
+        assert r["examples"] == 50 and r["intact_accuracy"] == pytest.approx(0.5)
+        assert r["pca_rows"] == 50
+
+
+def test_analyse_model_rejects_bad_settings():
+    x = np.zeros((4, 1), dtype=np.float32)
+    with pytest.raises(ValueError, match="unknown units settings"):
+        U.analyse_model(copies_net(), x, settings={"order": 3})
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        U.analyse_model(copies_net(), x[:1])
+    with pytest.raises(ValueError, match="at least 2 ablation fractions"):
+        U.analyse_model(copies_net(), x, settings={"fractions": 1})
+
+
+def test_fraction_grid():
+    assert U.fraction_grid(7) == pytest.approx([i / 6 for i in range(7)])
+    assert U.fraction_grid([0.5, 0.0, 1.0, 0.5]) == [0.0, 0.5, 1.0]
+    for bad in ([0.5], [0.0, 1.5], True):
+        with pytest.raises(ValueError):
+            U.fraction_grid(bad)
+
+
+def test_model_seed_differs_between_model_seeds():
+    assert U.model_seed(0, 1) == U.model_seed(0, 1)
+    assert len({U.model_seed(0, 0), U.model_seed(0, 1), U.model_seed(1, 0)}) == 3
+
+
+def test_unit_samples_of_conv_maps_keep_positions_of_their_example():
+    torch.manual_seed(0)
+    model = TinyCNN(channels=(3, 4)).eval()
+    x = np.random.default_rng(0).normal(size=(10, 1, 6, 6)).astype(np.float32)
+    full = U.layer_activations(model, x)
+    # enough rows for every position: the same samples as all positions (row order aside)
+    every = U.unit_sample_sets(model, x, max_rows=10 * 36, seed=0, batch_size=4)
+    for tap, maps in full.items():
+        reference = np.moveaxis(maps, 1, -1).reshape(-1, maps.shape[1])
+        np.testing.assert_allclose(
+            np.sort(every[tap], axis=0), np.sort(reference, axis=0), rtol=1e-6
+        )
+    # 25 rows for 10 examples: ceil(25 / 10) = 3 distinct positions of each example, in order
+    few = U.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
+    again = U.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
+    for tap, maps in full.items():
+        assert few[tap].shape == (30, maps.shape[1])
+        np.testing.assert_array_equal(few[tap], again[tap])
+        for i in range(10):
+            positions = np.moveaxis(maps[i], 0, -1).reshape(-1, maps.shape[1])
+            hits = [
+                np.flatnonzero(np.all(np.isclose(positions, row, rtol=1e-6), axis=1))
+                for row in few[tap][3 * i : 3 * i + 3]
+            ]
+            # each row is a position of example i, and three distinct positions can explain them
+            # (ReLU zeros make several positions equal)
+            assert any(len(set(c)) == 3 for c in itertools.product(*hits))
+    dense = U.unit_sample_sets(random_mlp(), np.ones((5, 5), np.float32), max_rows=2)
+    assert dense["hidden1"].shape == (5, 12)  # dense taps keep one row per example
+
+
+# --- model axes flow through, headline ------------------------------------------------------------
+
+
+def test_model_columns_follow_the_model_spec():
+    spec_columns = list(ModelSpec(DataSpec("digits"), "mlp", 8, 1).columns())
+    assert U.model_columns() == spec_columns
+    assert set(U.series_axes()) == set(spec_columns) - {"model", "width", "seed"}
+    assert "weight_decay" in U.factor_axes() and "depth" not in U.factor_axes()
+
+
+def spec_table(width, prunable_fraction, redundant_fraction, **axes):
+    """A per-model table (network row only) of a model with ``width`` units in one layer."""
+    spec = ModelSpec(DataSpec("digits"), "mlp", width, 1, **axes)
+    prunable = prunable_fraction * width
+    redundant = redundant_fraction * width
+    table = pd.DataFrame(
+        {
+            "layer": ["all"],
+            "layer_index": [-1],
+            "units": [width],
+            "prunability": [prunable_fraction],
+            "prunable": [prunable],
+            "non_prunable": [width - prunable],
+            "redundant": [redundant],
+            "non_redundant": [width - prunable - redundant],
+        }
+    )
+    for i, (name, value) in enumerate(spec.columns().items()):
+        table.insert(i, name, value)
+    return table
+
+
+def test_a_new_axis_separates_width_series():
+    wide = 64
+    tables = [
+        spec_table(w, 0.1, 0.2, dropout=dropout, seed=seed)
+        for dropout in (0.0, 0.5)
+        for w in (16, 32, wide)
+        for seed in (0, 1)
+    ]
+    tables[-1]["prunable"] *= 2  # the widest dropout model, seed 1, has twice the prunable units
+    summary = U.summary_table(tables)
+    widest = summary[(summary.width == wide) & (summary.quantity == "prunable")]
+    np.testing.assert_allclose(widest["normalised"], 1.0)  # normalised within its own series
+    growth = U.growth_table(summary)
+    assert set(growth["dropout"]) == {0.0, 0.5}
+    g = growth[growth.quantity == "prunable"].set_index("dropout")["g"]
+    assert g[0.0] == pytest.approx(2.0) and g[0.5] == pytest.approx((2 + (2 + 4) / 2) / 2)
+
+
+def test_verdict_rule():
+    # mean 1.1, sd 0.1, n 3: t(0.975, 2) · 0.1 / √3 = 0.25 → [0.85, 1.35]
+    assert U.verdict([1.0, 1.1, 1.2], 0.0) == "yes"
+    assert U.verdict([1.0, 2.0, 3.0], 0.0) == "partly"  # [-0.48, 4.48] reaches 0
+    assert U.verdict([-1.0, 2.0], 0.0) == "partly"
+    assert U.verdict([-3.0, -2.0, -1.0], 0.0) == "no"
+    assert U.verdict([1.5, 1.6, 1.7], 2.0, direction=-1) == "yes"
+    assert U.verdict([2.5, 1.0], 2.0, direction=-1) == "partly"  # mean 1.75, CI reaches 2
+    assert U.verdict([2.5, 2.6], 2.0, direction=-1) == "no"
+    assert U.verdict([5.0], 0.0) == "n/a" and U.verdict([np.nan, 1.0], 0.0) == "n/a"
+    assert U.verdict([0.1, 0.11, 0.12], 0.0, direction=0) == "yes"
+    assert U.verdict([-0.1, -0.11, -0.12], 0.0, direction=0) == "yes"
+    assert U.verdict([-0.1, 0.1, 0.05], 0.0, direction=0) == "no"
+
+
+def test_headline_on_known_tables():
+    from widthlab.headline import HEADLINE_COLUMNS
+
+    tables = []
+    for seed in (0, 1, 2):
+        for wd in (0.0, 5e-4):
+            for k, w in enumerate((16, 32, 64, 128)):
+                p = 0.2 + 0.1 * k + 0.01 * seed  # +0.1 per doubling
+                r = 0.3 if wd == 0 else 0.1  # weight decay moves redundant units to prunable
+                tables.append(spec_table(w, p, r, weight_decay=wd, seed=seed))
+    summary = U.summary_table(tables)
+    layers = pd.concat(tables, ignore_index=True)
+    table = U.headline(layers, summary)
+    assert list(table.columns) == HEADLINE_COLUMNS
+    assert (table["paper"] == "Casper et al. 2021").all()
+    slope = table.iloc[0]
+    assert slope["value"] == pytest.approx(0.1) and slope["n"] == 6 and slope["holds"] == "yes"
+    g_prunable = table[table.quantity.str.contains("g of prunable")].iloc[0]
+    # prunable count p(W)·W: ratios 2·p(2W)/p(W), averaged over doublings and series
+    expected = np.mean(
+        [
+            np.mean(
+                [2 * (0.3 + s) / (0.2 + s), 2 * (0.4 + s) / (0.3 + s), 2 * (0.5 + s) / (0.4 + s)]
+            )
+            for s in (0.0, 0.01, 0.02)
+            for _ in (0, 1)
+        ]
+    )
+    assert g_prunable["value"] == pytest.approx(expected) and g_prunable["holds"] == "yes"
+    wd = table[table.claim.str.contains("weight decay")].iloc[0]
+    shares = [
+        ((p + 0.0) / (p + 0.1) - p / (p + 0.3))
+        for s in (0.0, 0.01, 0.02)
+        for p in (0.2 + s, 0.3 + s, 0.4 + s, 0.5 + s)
+    ]
+    assert wd["n"] == 12 and wd["value"] == pytest.approx(np.mean(shares))
+    assert wd["holds"] == "yes" and "12 matched pairs" in wd["detail"]
+    assert set(table["holds"]) <= {"yes", "no", "partly", "n/a"}
+
+
+def test_headline_with_one_seed_and_one_weight_decay_is_honest():
+    tables = [spec_table(w, 0.3, 0.2) for w in (16, 32)]
+    table = U.headline(pd.concat(tables, ignore_index=True), U.summary_table(tables))
+    assert (table["holds"] == "n/a").all()
+    assert table["ci_low"].isna().all()
+    wd = table[table.claim.str.contains("weight decay")].iloc[0]
+    assert wd["n"] == 0 and "single weight decay level" in wd["detail"]
+
+
+def test_summarise_needs_model_columns_in_curves():
+    tables = [spec_table(w, 0.3, 0.2) for w in (16, 32)]
+    with pytest.raises(ValueError, match="ablation-curve table 0 lacks the model columns"):
+        U.summarise(tables, [pd.DataFrame({"scope": ["all"]})])

@@ -7,10 +7,11 @@ Each function takes ``tables``, a dict of the stage's tidy tables, and returns a
   agreement``), see :func:`widthlab.units.ablation_curves`;
 - ``units``: the per-model unit tables stacked (:func:`widthlab.units.per_model_table`);
 - ``summary``: :func:`widthlab.units.summary_table`;
-- ``growth``: :func:`widthlab.units.growth_table`.
+- ``growth``: :func:`widthlab.units.growth_table` (``layer`` column; the figures use ``all``).
 
-Models are told apart by depth (columns) and weight decay (rows or line style); seeds are pooled
-into a mean with a min–max band.
+Models are told apart by depth (columns) and their *setup* (rows, hue or line style): the values
+of every other series axis that varies in the tables (weight decay, dropout, init, training-set
+size, variant, ...; see :func:`setup_axes`). Seeds are pooled into a mean with a min–max band.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
 from widthlab.plots import use_style
+from widthlab.units import series_axes
 
 QUANTITY_LABELS = {
     "prunable": "prunable",
@@ -42,8 +44,73 @@ def _width_palette(widths) -> dict:
     return {w: colours[i] for i, w in enumerate(widths)}
 
 
-def _facets(table: pd.DataFrame) -> tuple[list, list]:
-    return sorted(table["weight_decay"].unique()), sorted(table["depth"].unique())
+def _value_label(axis: str, value) -> str:
+    if axis == "weight_decay":
+        return _wd_label(value)
+    if axis == "train_size" and pd.isna(value):
+        return "n all"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{axis.replace('_', ' ')} {text}"
+
+
+def setup_axes(table: pd.DataFrame) -> list[str]:
+    """The series axes other than depth that take more than one value in ``table`` (weight decay,
+    dropout, init, ...; derived from the model columns, so new grid axes show up by themselves)."""
+    return [
+        a
+        for a in series_axes()
+        if a != "depth" and a in table and table[a].nunique(dropna=False) > 1
+    ]
+
+
+def with_setup(table: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """``table`` with a ``setup`` column naming its values of ``axes`` (e.g. "wd 5e-4")."""
+    table = table.copy()
+    if not axes:
+        table["setup"] = "all models"
+        return table
+    table["setup"] = [
+        ", ".join(_value_label(a, v) for a, v in zip(axes, values, strict=True))
+        for values in table[axes].itertuples(index=False)
+    ]
+    return table
+
+
+def _setups(table: pd.DataFrame, axes: list[str]) -> list[str]:
+    ordered = table.sort_values(axes, na_position="first") if axes else table
+    return list(dict.fromkeys(ordered["setup"]))
+
+
+def _facets(table: pd.DataFrame) -> tuple[pd.DataFrame, list, list]:
+    axes = setup_axes(table)
+    table = with_setup(table, axes)
+    return table, _setups(table, axes), sorted(table["depth"].unique())
+
+
+def _facet_axes(table: pd.DataFrame, legend_width: float, xlabel: str, ylabel: str):
+    """A grid of titled, labelled axes (rows setup, columns depth) and per cell ``(ax, rows of
+    the cell)``."""
+    table, setups, depths = _facets(table)
+    fig, axes = plt.subplots(
+        len(setups),
+        len(depths),
+        figsize=(2.8 * len(depths) + legend_width, 2.3 * len(setups) + 0.4),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
+    cells = []
+    for r, setup in enumerate(setups):
+        for c, depth in enumerate(depths):
+            ax = axes[r, c]
+            ax.set_title(f"depth {depth}, {setup}", fontsize=8)
+            if r == len(setups) - 1:
+                ax.set_xlabel(xlabel)
+            if c == 0:
+                ax.set_ylabel(ylabel)
+            cells.append((ax, table[(table["setup"] == setup) & (table["depth"] == depth)]))
+    return fig, axes, cells
 
 
 def ablation_curves_plot(tables: dict, scope: str = "all") -> plt.Figure:
@@ -53,37 +120,22 @@ def ablation_curves_plot(tables: dict, scope: str = "all") -> plt.Figure:
     curves = tables["curves"]
     curves = curves[curves["scope"] == scope]
     threshold = float(tables["units"]["threshold"].iloc[0]) if "units" in tables else 0.8
-    wds, depths = _facets(curves)
     palette = _width_palette(curves["width"].unique())
-    fig, axes = plt.subplots(
-        len(wds),
-        len(depths),
-        figsize=(2.8 * len(depths) + 1.2, 2.3 * len(wds) + 0.4),
-        squeeze=False,
-        sharex=True,
-        sharey=True,
-        constrained_layout=True,
+    fig, axes, cells = _facet_axes(
+        curves, 1.2, "fraction of units zeroed", "agreement with intact net"
     )
-    for r, wd in enumerate(wds):
-        for c, depth in enumerate(depths):
-            ax = axes[r, c]
-            cell = curves[(curves["weight_decay"] == wd) & (curves["depth"] == depth)]
-            for width, rows in cell.groupby("width"):
-                per_model = rows.groupby(["seed", "fraction"])["agreement"].mean().unstack(0)
-                mean = per_model.mean(axis=1)
-                ax.fill_between(
-                    mean.index, per_model.min(axis=1), per_model.max(axis=1),
-                    color=palette[int(width)], alpha=0.2, linewidth=0,
-                )  # fmt: skip
-                ax.plot(mean.index, mean, marker="o", markersize=2.5, color=palette[int(width)],
-                        label=str(int(width)))  # fmt: skip
-            ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"depth {depth}, {_wd_label(wd)}", fontsize=8)
-            if r == len(wds) - 1:
-                ax.set_xlabel("fraction of units zeroed")
-            if c == 0:
-                ax.set_ylabel("agreement with intact net")
+    for ax, cell in cells:
+        for width, rows in cell.groupby("width"):
+            per_model = rows.groupby(["seed", "fraction"])["agreement"].mean().unstack(0)
+            mean = per_model.mean(axis=1)
+            ax.fill_between(
+                mean.index, per_model.min(axis=1), per_model.max(axis=1),
+                color=palette[int(width)], alpha=0.2, linewidth=0,
+            )  # fmt: skip
+            ax.plot(mean.index, mean, marker="o", markersize=2.5, color=palette[int(width)],
+                    label=str(int(width)))  # fmt: skip
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylim(-0.02, 1.02)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, title="width", loc="outside right center", fontsize=7)
@@ -91,13 +143,14 @@ def ablation_curves_plot(tables: dict, scope: str = "all") -> plt.Figure:
     return fig
 
 
-def _g_label(growth: pd.DataFrame, depth, wd, quantity) -> str:
+def _g_label(growth: pd.DataFrame, depth, wd, quantity, layer: str = "all") -> str:
     if growth is None or growth.empty:
         return ""
     row = growth[
         (growth["depth"] == depth)
-        & (growth["weight_decay"] == wd)
+        & (growth["setup"] == wd)
         & (growth["quantity"] == quantity)
+        & (growth["layer"] == layer)
     ]
     if row.empty or not np.isfinite(row["g"].iloc[0]):
         return " (g n/a)"
@@ -117,7 +170,10 @@ def unit_counts_plot(tables: dict, layer: str = "all") -> plt.Figure:
     growth = tables.get("growth")
     summary = summary[(summary["layer"] == layer) & summary["quantity"].isin(QUANTITY_LABELS)]
     quantities = [q for q in QUANTITY_LABELS if q in set(summary["quantity"])]
-    wds, depths = _facets(summary)
+    axes = setup_axes(summary)
+    summary, wds, depths = _facets(summary)
+    if growth is not None:
+        growth = with_setup(growth, axes)
     colours = sns.color_palette("colorblind", max(len(depths), 1))
     styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(
@@ -133,13 +189,13 @@ def unit_counts_plot(tables: dict, layer: str = "all") -> plt.Figure:
         sub = summary[summary["quantity"] == quantity]
         for i, depth in enumerate(depths):
             for j, wd in enumerate(wds):
-                rows = sub[(sub["depth"] == depth) & (sub["weight_decay"] == wd)]
+                rows = sub[(sub["depth"] == depth) & (sub["setup"] == wd)]
                 if rows.empty:
                     continue
                 per_seed = rows.pivot_table(index="width", columns="seed", values="normalised")
                 per_seed = per_seed.where(per_seed > 0)
                 mean = per_seed.mean(axis=1)
-                label = f"d{depth}, {_wd_label(wd)}" + _g_label(growth, depth, wd, quantity)
+                label = f"d{depth}, {wd}" + _g_label(growth, depth, wd, quantity, layer)
                 ax.fill_between(
                     mean.index, per_seed.min(axis=1), per_seed.max(axis=1),
                     color=colours[i], alpha=0.15, linewidth=0,
@@ -164,10 +220,9 @@ def fractions_plot(tables: dict) -> plt.Figure:
     width: the fraction of frivolous units grows with width."""
     use_style()
     units = tables["units"]
-    net = units[units["layer"] == "all"].copy()
-    net["weight decay"] = net["weight_decay"].map(_wd_label)
+    net = with_setup(units[units["layer"] == "all"], setup_axes(units))
     long = net.melt(
-        id_vars=["width", "depth", "weight decay", "seed"],
+        id_vars=["width", "depth", "setup", "seed"],
         value_vars=["prunability", "compressibility"],
         var_name="measure",
         value_name="fraction",
@@ -176,7 +231,7 @@ def fractions_plot(tables: dict) -> plt.Figure:
         data=long,
         x="width",
         y="fraction",
-        hue="weight decay",
+        hue="setup",
         style="depth",
         col="measure",
         kind="line",
@@ -197,16 +252,15 @@ def per_layer_plot(tables: dict) -> plt.Figure:
     against the layer index, one line per width; columns depth, rows measure and weight decay."""
     use_style()
     units = tables["units"]
-    layers = units[units["layer"] != "all"].copy()
+    layers = with_setup(units[units["layer"] != "all"], setup_axes(units))
     layers["layer"] = layers["layer_index"] + 1
-    layers["weight decay"] = layers["weight_decay"].map(_wd_label)
     long = layers.melt(
-        id_vars=["width", "depth", "weight decay", "seed", "layer"],
+        id_vars=["width", "depth", "setup", "seed", "layer"],
         value_vars=["prunability", "compressibility"],
         var_name="measure",
         value_name="fraction",
     )
-    long["panel"] = long["measure"] + ", " + long["weight decay"]
+    long["panel"] = long["measure"] + ", " + long["setup"]
     grid = sns.relplot(
         data=long,
         x="layer",
@@ -236,9 +290,48 @@ def per_layer_plot(tables: dict) -> plt.Figure:
     return grid.figure
 
 
+SPLIT_PARTS = {
+    "prunable_fraction": "prunable",
+    "redundant_fraction": "redundant (of the non-prunable)",
+    "non_redundant_fraction": "non-redundant",
+}
+
+
+def split_plot(tables: dict) -> plt.Figure:
+    """How the units of the whole network split into prunable, redundant and non-redundant ones
+    against width (stacked shares, mean over seeds); columns depth, rows setup (e.g. weight decay
+    off / on), so a shift of the split with a training factor reads down a column."""
+    use_style()
+    units = tables["units"]
+    net = units[units["layer"] == "all"].copy()
+    for column, quantity in (
+        ("prunable_fraction", "prunable"),
+        ("redundant_fraction", "redundant"),
+        ("non_redundant_fraction", "non_redundant"),
+    ):
+        net[column] = net[quantity] / net["units"]
+    colours = sns.color_palette("colorblind", 3)
+    fig, axes, cells = _facet_axes(net, 1.8, "width", "share of units")
+    for ax, cell in cells:
+        mean = cell.groupby("width")[list(SPLIT_PARTS)].mean().sort_index()
+        if not mean.empty:
+            ax.stackplot(
+                mean.index, *[mean[p] for p in SPLIT_PARTS], labels=list(SPLIT_PARTS.values()),
+                colors=colours, alpha=0.85,
+            )  # fmt: skip
+            ax.set_xscale("log", base=2)
+        ax.set_ylim(0, 1)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    fig.suptitle("Split of the units: prunable / redundant / non-redundant (whole network)")
+    return fig
+
+
 FIGURES = {
     "ablation_curves": ablation_curves_plot,
     "unit_counts": unit_counts_plot,
     "fractions": fractions_plot,
     "per_layer": per_layer_plot,
+    "split": split_plot,
 }

@@ -1,0 +1,21 @@
+"""Rule units_summary: unit counts, growth statistic g and headline across the grid; figures."""
+
+from widthlab.io import read_parquet
+from widthlab.plots import units as figures
+from widthlab.provenance import Job
+from widthlab.units import summarise
+
+job = Job.from_snakemake(snakemake)
+tables = summarise(
+    [read_parquet(path) for path in snakemake.input.tables],
+    [read_parquet(path) for path in snakemake.input.curves],
+    level=snakemake.params.level,
+)
+for name in ("summary", "layers", "curves", "growth", "slopes", "effects", "headline"):
+    job.write_parquet(tables[name], getattr(snakemake.output, name))
+for row in tables["headline"].itertuples():
+    job.log.info("%s: %s", row.holds, row.detail)
+drawn_from = {"curves": tables["curves"], "units": tables["layers"]}
+drawn_from.update(summary=tables["summary"], growth=tables["growth"])
+for name, draw in figures.FIGURES.items():
+    job.save_figure(draw(drawn_from), getattr(snakemake.output, name))
