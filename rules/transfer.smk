@@ -1,1 +1,142 @@
-# transfer stage: filled in by its issue.
+# transfer stage (Gilboa & Gur-Ari 2019, wider networks learn better features): per model,
+# last-layer fine-tuning on the target classes (trained vs its own initialisation), input
+# reconstruction and read-outs per layer; an activation atlas per model of the atlas seeds;
+# across the grid, accuracy vs width at matched source accuracy and the headline.
+from widthlab.grid import DataSpec
+
+TRANSFER_CATEGORY = "2. Gilboa & Gur-Ari 2019: wider networks learn better features"
+TRANSFER = analysis("transfer")
+# the analyses.transfer keys a per-model job depends on (not grid, enabled or atlas)
+TRANSFER_MODEL_SETTINGS = canonical(
+    {
+        k: TRANSFER[k]
+        for k in (
+            "target_classes",
+            "target_dataset",
+            "shots",
+            "draws",
+            "C",
+            "max_iter",
+            "knn_k",
+            "ridge_alphas",
+            "max_examples",
+            "max_conv_positions",
+            "batch_size",
+            "seed",
+        )
+    }
+)
+TRANSFER_FEATURE_VIS = TRANSFER["atlas"]["feature_visualisation"]
+TRANSFER_ATLAS_MODELS = [
+    m
+    for m in analysis_models("transfer")
+    if parse_model_id(m).seed in TRANSFER["atlas"]["seeds"]
+]
+
+
+rule transfer_model:
+    input:
+        model=PATHS.model("{model}"),
+        data=dataset_of,
+        # the target task: the model's dataset (or target_dataset) with the target classes
+        target=lambda w: PATHS.dataset(
+            DataSpec(
+                TRANSFER["target_dataset"] or spec_of(w).data.name,
+                TRANSFER["target_classes"],
+            ).id
+        ),
+    output:
+        PATHS.table("transfer", "{model}"),
+    log:
+        PATHS.log("transfer_model", "{model}"),
+    benchmark:
+        PATHS.benchmark("transfer_model", "{model}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=lambda w: int(uses_gpu()),
+    params:
+        settings=TRANSFER_MODEL_SETTINGS,
+        device=config["device"],
+    script:
+        "../workflow_scripts/transfer_model.py"
+
+
+rule transfer_atlas:
+    input:
+        layers=PATHS.layers("{model}"),
+        data=dataset_of,
+        model=lambda w: [PATHS.model(w.model)] if TRANSFER_FEATURE_VIS else [],
+    output:
+        PATHS.table("transfer_atlas", "{model}"),
+    log:
+        PATHS.log("transfer_atlas", "{model}"),
+    benchmark:
+        PATHS.benchmark("transfer_atlas", "{model}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=lambda w: int(
+            uses_gpu() and analysis("transfer")["atlas"]["feature_visualisation"]
+        ),
+    params:
+        settings=canonical(TRANSFER["atlas"]),
+        device=config["device"],
+    script:
+        "../workflow_scripts/transfer_atlas.py"
+
+
+rule transfer_summary:
+    input:
+        tables=[PATHS.table("transfer", m) for m in analysis_models("transfer")],
+        atlases=[PATHS.table("transfer_atlas", m) for m in TRANSFER_ATLAS_MODELS],
+    output:
+        summary=PATHS.summary("transfer"),
+        gaps=PATHS.summary("transfer_gaps"),
+        by_width=PATHS.summary("transfer_by_width"),
+        information=PATHS.summary("transfer_information"),
+        atlas=PATHS.summary("transfer_atlas"),
+        headline=PATHS.summary("transfer_headline"),
+        target_vs_width=report(
+            PATHS.figure("transfer", "target_vs_width"),
+            caption="../report/transfer/target_vs_width.rst",
+            category=TRANSFER_CATEGORY,
+            subcategory="fine-tuning",
+        ),
+        gap_vs_width=report(
+            PATHS.figure("transfer", "gap_vs_width"),
+            caption="../report/transfer/gap_vs_width.rst",
+            category=TRANSFER_CATEGORY,
+            subcategory="fine-tuning",
+        ),
+        target_vs_source=report(
+            PATHS.figure("transfer", "target_vs_source"),
+            caption="../report/transfer/target_vs_source.rst",
+            category=TRANSFER_CATEGORY,
+            subcategory="fine-tuning",
+        ),
+        information_fig=report(
+            PATHS.figure("transfer", "information"),
+            caption="../report/transfer/information.rst",
+            category=TRANSFER_CATEGORY,
+            subcategory="hidden-state information",
+        ),
+        atlas_fig=report(
+            PATHS.figure("transfer", "atlas"),
+            caption="../report/transfer/atlas.rst",
+            category=TRANSFER_CATEGORY,
+            subcategory="activation atlas",
+        ),
+    log:
+        PATHS.log("transfer_summary"),
+    benchmark:
+        PATHS.benchmark("transfer_summary")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/transfer_summary.py"
+
+
+TARGETS["transfer"] = rules.transfer_summary.output
