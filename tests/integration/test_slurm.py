@@ -218,6 +218,9 @@ def tiny_slurm_run(slurm_env, tmp_path_factory):
     """The tiny config on SLURM; one training job gets SIGTERM mid-training."""
     config = tiny_config()
     config["train"]["max_epochs"] = 100  # a few seconds of training: time to interrupt it
+    # the spine and one per-model analysis stage as SLURM jobs; the others run in the local tests
+    for stage in ("similarity", "clones", "transfer", "bottleneck", "report"):
+        config["analyses"][stage] = {**config["analyses"].get(stage, {}), "enabled": False}
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny-slurm"), config)
     found, stop = {}, threading.Event()
     watcher = threading.Thread(
@@ -249,6 +252,7 @@ def test_tiny_config_completes_on_slurm(tiny_slurm_run):
         assert not (results / "models" / mid / "checkpoint.pt").exists()
         assert (results / "activations" / mid / "layers.npz").stat().st_size > 0
     assert (results / "summary" / "training.parquet").stat().st_size > 0
+    assert (results / "summary" / "units_headline.parquet").stat().st_size > 0
 
 
 def test_training_provenance_records_its_slurm_jobs(tiny_slurm_run, slurm_env):
