@@ -1,1 +1,150 @@
-# similarity stage: filled in by its issue.
+# similarity stage (Nguyen, Raghu & Kornblith 2021, CKA and block structure): per model, CKA of
+# every layer pair, PC1 share and linear probes per layer; CKA across configured model pairs;
+# blocks, error patterns, figures and the headline across the grid(s) the stage studies.
+from types import SimpleNamespace
+
+from widthlab.similarity_pairs import check_settings, choose_pairs, grid_names
+from widthlab.similarity_pairs import split_into_jobs
+
+SIMILARITY = analysis("similarity")
+SIMILARITY_CATEGORY = "1. Nguyen, Raghu & Kornblith 2021: CKA and block structure"
+SIMILARITY_MODEL_KEYS = ("estimators", "minibatch", "probe", "rbf_threshold")
+try:
+    check_settings(SIMILARITY)
+    # the union of the grids in analyses.similarity.grid, and the configured model pairs
+    SIMILARITY_MODELS = list(
+        dict.fromkeys(
+            m
+            for name in grid_names(SIMILARITY["grid"], config["grids"])
+            for m in model_ids(name)
+        )
+    )
+    SIMILARITY_PAIRS = choose_pairs(SIMILARITY_MODELS, SIMILARITY["pairs"])
+except ValueError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+SIMILARITY_PAIRED = list(dict.fromkeys(m for p in SIMILARITY_PAIRS for m in (p.a, p.b)))
+# memory of a job over several models: the largest model's, plus 2 GB of stacked Grams
+SIMILARITY_MEM_MB = {
+    m: 2000 + model_mem_mb(SimpleNamespace(model=m), 1) for m in SIMILARITY_MODELS
+}
+SIMILARITY_FIGURES = {
+    name: report(
+        PATHS.figure("similarity", name),
+        caption=f"../report/similarity/{name}.rst",
+        category=SIMILARITY_CATEGORY,
+        subcategory=subcategory,
+    )
+    for name, subcategory in [
+        ("cka_heatmaps", "within-model CKA"),
+        ("cka_heatmaps_pc1_removed", "within-model CKA"),
+        ("cross_model", "cross-model CKA"),
+        ("estimator_comparison", "cross-model CKA"),
+        ("pc1_share", "per layer"),
+        ("probe_accuracy", "per layer"),
+        ("block_size", "block structure"),
+        ("agreement", "error patterns"),
+        ("per_class_difference", "error patterns"),
+    ]
+}
+
+
+# Per-model work, spread over `analyses.similarity.jobs` jobs (a model's job is a stable hash of
+# its id): each job writes the within-model CKA table and the per-layer table of its models.
+for _job, _models in split_into_jobs(SIMILARITY_MODELS, SIMILARITY["jobs"]).items():
+
+    rule:
+        name:
+            f"similarity_models_{_job}"
+        input:
+            layers=[PATHS.layers(m) for m in _models],
+            predictions=[PATHS.predictions(m) for m in _models],
+        output:
+            cka=[PATHS.table("similarity", m) for m in _models],
+            layers=[PATHS.table("similarity_layers", m) for m in _models],
+        log:
+            PATHS.log("similarity_models", str(_job)),
+        benchmark:
+            PATHS.benchmark("similarity_models", str(_job))
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=max(SIMILARITY_MEM_MB[m] for m in _models),
+            gpu=lambda w: int(uses_gpu()),
+        params:
+            models=_models,
+            settings=canonical({k: SIMILARITY[k] for k in SIMILARITY_MODEL_KEYS}),
+            device=config["device"],
+        script:
+            "../workflow_scripts/similarity_models.py"
+
+
+rule similarity_cross:
+    input:
+        layers=[PATHS.layers(m) for m in SIMILARITY_PAIRED],
+    output:
+        table=PATHS.summary("similarity_cross"),
+    log:
+        PATHS.log("similarity_cross"),
+    benchmark:
+        PATHS.benchmark("similarity_cross")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=max([SIMILARITY_MEM_MB[m] for m in SIMILARITY_PAIRED], default=2000),
+        gpu=lambda w: int(uses_gpu()),
+    params:
+        models=SIMILARITY_PAIRED,
+        pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],
+        settings=canonical(
+            {
+                k: SIMILARITY[k]
+                for k in ("cross_estimators", "minibatch", "rbf_threshold")
+            }
+        ),
+        device=config["device"],
+    script:
+        "../workflow_scripts/similarity_cross.py"
+
+
+rule similarity_summary:
+    input:
+        cka=[PATHS.table("similarity", m) for m in SIMILARITY_MODELS],
+        layers=[PATHS.table("similarity_layers", m) for m in SIMILARITY_MODELS],
+        predictions=[PATHS.predictions(m) for m in SIMILARITY_MODELS],
+        cross=rules.similarity_cross.output.table,
+    output:
+        summary=PATHS.summary("similarity"),
+        blocks=PATHS.summary("similarity_blocks"),
+        layers=PATHS.summary("similarity_layers"),
+        agreement=PATHS.summary("similarity_agreement"),
+        classes=PATHS.summary("similarity_classes"),
+        headline=PATHS.summary("similarity_headline"),
+        heatmaps=SIMILARITY_FIGURES["cka_heatmaps"],
+        heatmaps_pc1=SIMILARITY_FIGURES["cka_heatmaps_pc1_removed"],
+        cross=SIMILARITY_FIGURES["cross_model"],
+        estimators=SIMILARITY_FIGURES["estimator_comparison"],
+        pc1=SIMILARITY_FIGURES["pc1_share"],
+        probes=SIMILARITY_FIGURES["probe_accuracy"],
+        block_size=SIMILARITY_FIGURES["block_size"],
+        agreement_figure=SIMILARITY_FIGURES["agreement"],
+        classes_figure=SIMILARITY_FIGURES["per_class_difference"],
+    log:
+        PATHS.log("similarity_summary"),
+    benchmark:
+        PATHS.benchmark("similarity_summary")
+    conda:
+        CONDA_ENV
+    params:
+        models=SIMILARITY_MODELS,
+        pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],
+        settings=canonical(
+            {
+                k: SIMILARITY[k]
+                for k in ("width_estimator", "estimators", "blocks", "errors")
+            }
+        ),
+    script:
+        "../workflow_scripts/similarity_summary.py"
+
+
+TARGETS["similarity"] = rules.similarity_summary.output

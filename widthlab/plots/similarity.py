@@ -15,6 +15,16 @@ import seaborn as sns
 from widthlab.plots import use_style
 
 
+def placeholder(title: str, message: str):
+    """A small figure that says why there is nothing to draw (e.g. one seed: no seed pairs)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(4.5, 1.6), constrained_layout=True)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
 def _size_label(value) -> str:
     return "all" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
@@ -23,29 +33,43 @@ def _matrix(table: pd.DataFrame, row: str, col: str) -> np.ndarray:
     return table.pivot_table(index=row, columns=col, values="cka", aggfunc="mean").to_numpy()
 
 
+def _first_models(table: pd.DataFrame) -> pd.DataFrame:
+    """Keep one model per (depth, width, training-set size): the lowest seed and weight decay
+    (and, past those, the first id), so a heatmap cell shows a single trained network."""
+    models = table.drop_duplicates("model").copy()
+    models["_rank"] = models["train_size"].map(lambda v: np.inf if pd.isna(v) else float(v))
+    models = models.sort_values(["seed", "weight_decay", "model"])
+    keep = models.groupby(["depth", "width", "_rank"], dropna=False).head(1)["model"]
+    return table[table["model"].isin(set(keep))]
+
+
 def cka_heatmap_grid(table: pd.DataFrame, estimator: str = "debiased", title: str | None = None):
-    """Within-model CKA heatmaps: rows depth, columns width (one model per cell — filter the
-    table to one seed / weight decay / training-set size first; otherwise the first model id)."""
+    """Within-model CKA heatmaps: rows depth (and training-set size, when it varies), columns
+    width; one model per cell (lowest seed and weight decay, see :func:`_first_models`)."""
     use_style()
-    sub = table[table["estimator"] == estimator]
-    depths = sorted(sub["depth"].unique())
+    sub = _first_models(table[table["estimator"] == estimator])
+    if sub.empty:
+        return placeholder(title or "Within-model CKA", f"no {estimator} CKA was computed")
+    sub = sub.assign(_size=sub["train_size"].map(_size_label))
+    sizes = sorted(sub["_size"].unique(), key=lambda v: (v == "all", int(v) if v != "all" else 0))
+    rows = [(d, n) for d in sorted(sub["depth"].unique()) for n in sizes]
+    rows = [(d, n) for d, n in rows if ((sub["depth"] == d) & (sub["_size"] == n)).any()]
     widths = sorted(sub["width"].unique())
     fig, axes = plt.subplots(
-        len(depths),
-        len(widths),
-        figsize=(1.7 * len(widths) + 0.8, 1.6 * len(depths) + 0.4),
+        max(len(rows), 1),
+        max(len(widths), 1),
+        figsize=(1.7 * len(widths) + 1.0, 1.6 * len(rows) + 0.6),
         squeeze=False,
         constrained_layout=True,
     )
     image = None
-    for r, depth in enumerate(depths):
+    for r, (depth, size) in enumerate(rows):
         for c, width in enumerate(widths):
             ax = axes[r, c]
-            cell = sub[(sub["depth"] == depth) & (sub["width"] == width)]
+            cell = sub[(sub["depth"] == depth) & (sub["width"] == width) & (sub["_size"] == size)]
             if cell.empty:
                 ax.axis("off")
                 continue
-            cell = cell[cell["model"] == sorted(cell["model"].unique())[0]]
             image = ax.imshow(
                 _matrix(cell, "layer_i", "layer_j"), vmin=0, vmax=1, cmap="magma", origin="lower"
             )
@@ -55,8 +79,9 @@ def cka_heatmap_grid(table: pd.DataFrame, estimator: str = "debiased", title: st
             if r == 0:
                 ax.set_title(f"width {width}", fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"depth {depth}\nlayer", fontsize=8)
-            if r == len(depths) - 1:
+                label = f"depth {depth}" + (f", n={size}" if len(sizes) > 1 else "")
+                ax.set_ylabel(f"{label}\nlayer", fontsize=7)
+            if r == len(rows) - 1:
                 ax.set_xlabel("layer", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label=f"CKA ({estimator})")
@@ -65,11 +90,18 @@ def cka_heatmap_grid(table: pd.DataFrame, estimator: str = "debiased", title: st
 
 
 def cross_model_heatmaps(table: pd.DataFrame, estimator: str = "debiased", max_panels: int = 8):
-    """Cross-model CKA heatmaps, one panel per configured pair (``pair`` column: its kind,
-    e.g. ``wide_vs_deep`` or ``seeds``; ``model_a`` / ``model_b``)."""
+    """Cross-model CKA heatmaps, one panel per pair (``kind`` column: ``wide_vs_deep``,
+    ``seeds`` or ``explicit``; ``model_a`` / ``model_b``). At most ``max_panels`` pairs, taken
+    in turn from each kind, deepest models first."""
     use_style()
     sub = table[table["estimator"] == estimator]
-    keys = sub[["pair", "model_a", "model_b"]].drop_duplicates().head(max_panels)
+    if sub.empty:
+        return placeholder("Cross-model CKA", "no model pairs (needs ≥ 2 seeds or ≥ 2 depths)")
+    keys = sub[["kind", "model_a", "model_b"]].drop_duplicates()
+    keys = keys.assign(_layers=keys["model_b"].map(sub.groupby("model_b")["layer_b"].max()))
+    keys = keys.sort_values(["_layers", "model_b"], ascending=[False, True])
+    keys["_turn"] = keys.groupby("kind").cumcount()
+    keys = keys.sort_values(["_turn", "kind"]).head(max_panels)
     n = max(len(keys), 1)
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
@@ -88,7 +120,7 @@ def cross_model_heatmaps(table: pd.DataFrame, estimator: str = "debiased", max_p
             aspect="auto",
         )
         ax.grid(False)
-        ax.set_title(f"{key['pair']}\n{key['model_a']}\nvs {key['model_b']}", fontsize=6)
+        ax.set_title(f"{key['kind']}\n{key['model_a']}\nvs {key['model_b']}", fontsize=6)
         ax.set_ylabel("layer (A)", fontsize=7)
         ax.set_xlabel("layer (B)", fontsize=7)
     for ax in list(axes.flat)[len(keys) :]:
@@ -185,6 +217,8 @@ def per_class_difference_plot(table: pd.DataFrame):
     """Per-class accuracy difference (A − B) for each compared pair; significant classes
     (Benjamini–Hochberg q < α) are filled, the others hollow."""
     use_style()
+    if table.empty:
+        return placeholder("Per-class accuracy differences", "no wide-vs-deep pairs")
     data = table.copy()
     data["class"] = data["class"].astype(str)
     pairs = list(dict.fromkeys(data["comparison"]))
@@ -221,6 +255,8 @@ def per_class_difference_plot(table: pd.DataFrame):
 def agreement_plot(table: pd.DataFrame):
     """Per-example prediction agreement: between architectures vs between seeds."""
     use_style()
+    if table.empty:
+        return placeholder("Prediction agreement", "no model pairs (needs ≥ 2 seeds or ≥ 2 depths)")
     fig, ax = plt.subplots(figsize=(4.5, 3), constrained_layout=True)
     sns.barplot(data=table, x="kind", y="agreement", errorbar=("pi", 100), ax=ax)
     sns.stripplot(data=table, x="kind", y="agreement", color="0.2", size=3, ax=ax)
@@ -228,3 +264,35 @@ def agreement_plot(table: pd.DataFrame):
     ax.set_xlabel("")
     ax.set_title("Prediction agreement")
     return fig
+
+
+def estimator_comparison(cross: pd.DataFrame):
+    """Cross-seed CKA of the same layer against width, one line per estimator: the biased linear
+    estimator rises with width on its own (≈ p/(p+n) for unrelated features), the unbiased ones
+    do not; columns depth."""
+    use_style()
+    data = cross[(cross["kind"] == "seeds") & (cross["layer_a"] == cross["layer_b"])].copy()
+    if data.empty:
+        return placeholder("Cross-seed CKA by estimator", "no seed pairs (needs ≥ 2 seeds)")
+    data["width"] = data["model_a"].str.extract(r"-w(\d+)-")[0].astype(int)
+    data["depth"] = data["model_a"].str.extract(r"-d(\d+)-")[0].astype(int)
+    grid = sns.relplot(
+        data=data,
+        x="width",
+        y="cka",
+        hue="estimator",
+        style="estimator",
+        col="depth",
+        kind="line",
+        marker="o",
+        errorbar=("pi", 100),
+        height=2.6,
+        aspect=1.1,
+    )
+    grid.set(xscale="log", ylabel="CKA, same layer, two seeds")
+    for ax in grid.axes.flat:
+        ax.set_xticks(sorted(data["width"].unique()))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    grid.figure.suptitle("Cross-seed CKA by estimator", y=1.04)
+    return grid.figure

@@ -1,0 +1,159 @@
+"""Which models the similarity stage compares, decided from model ids alone (no torch import, so
+the workflow can call it while it builds the DAG).
+
+Pair rules (``analyses.similarity.pairs``):
+
+- ``seeds`` — the baseline: every two models that differ only in their seed (all pairs a < b).
+- ``wide_vs_deep`` — a deep model against a wide, shallow one of about the same size: models are
+  grouped into families that agree on everything but width and depth (dataset, arch, training-set
+  size, weight decay, seed, …); within a family every model deeper than the family's shallowest
+  depth is paired with the model of that shallowest depth whose parameter count
+  (:func:`parameters`) is closest on a log scale **and** that is wider, provided the larger
+  count is at most ``max_parameter_ratio`` times the smaller. A deep model without such a partner
+  gets no pair.
+- ``explicit`` — ``[model_a, model_b]`` lists, kept as given (kind ``explicit``).
+
+Per-model work is spread over ``jobs`` jobs: a model goes to job ``blake2b(id) mod jobs``, so adding
+a model to the grid reruns only the job it lands in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from widthlab.grid import ModelSpec, parse_model_id
+
+# Input units per example of each dataset (for the parameter count of MLPs).
+INPUT_UNITS = {
+    "digits": 64,
+    "mnist": 784,
+    "fashion_mnist": 784,
+    "cifar10": 3072,
+    "cifar100": 3072,
+    "synthetic": 32,
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    kind: str  # "seeds", "wide_vs_deep" or "explicit"
+    a: str  # model id (for wide_vs_deep: the wide, shallow model)
+    b: str  # model id (for wide_vs_deep: the deep, narrow model)
+
+
+def parameters(spec: ModelSpec) -> int:
+    """Approximate weight count from the id: :meth:`ModelSpec.approx_parameters` with the input
+    units of the dataset (biases and the head are left out; they do not change the matching)."""
+    return spec.approx_parameters(inputs=INPUT_UNITS.get(spec.data.name, 3072))
+
+
+def _without(spec: ModelSpec, *axes: str) -> tuple:
+    """The model's axes except ``axes`` (and its id): the key of its group."""
+    return tuple((k, v) for k, v in spec.columns().items() if k not in ("model", *axes))
+
+
+def seed_pairs(specs: Sequence[ModelSpec]) -> list[Pair]:
+    groups: dict[tuple, list[ModelSpec]] = defaultdict(list)
+    for spec in specs:
+        groups[_without(spec, "seed")].append(spec)
+    pairs = []
+    for members in groups.values():
+        members = sorted(members, key=lambda s: s.seed)
+        for i, a in enumerate(members):
+            pairs += [Pair("seeds", a.id, b.id) for b in members[i + 1 :]]
+    return pairs
+
+
+def wide_vs_deep_pairs(specs: Sequence[ModelSpec], max_parameter_ratio: float) -> list[Pair]:
+    families: dict[tuple, list[ModelSpec]] = defaultdict(list)
+    for spec in specs:
+        families[_without(spec, "width", "depth")].append(spec)
+    pairs = []
+    for members in families.values():
+        shallowest = min(s.depth for s in members)
+        shallow = [s for s in members if s.depth == shallowest]
+        for deep in sorted(members, key=lambda s: (s.depth, s.width)):
+            if deep.depth == shallowest:
+                continue
+            size = parameters(deep)
+            candidates = [s for s in shallow if s.width > deep.width]
+            if not candidates:
+                continue
+            wide = min(candidates, key=lambda s: (abs(math.log(parameters(s) / size)), s.width))
+            ratio = max(parameters(wide), size) / min(parameters(wide), size)
+            if ratio <= max_parameter_ratio:
+                pairs.append(Pair("wide_vs_deep", wide.id, deep.id))
+    return pairs
+
+
+def choose_pairs(model_ids: Iterable[str], settings: Mapping) -> list[Pair]:
+    """The configured pairs among ``model_ids`` (``settings`` = ``analyses.similarity.pairs``),
+    seed pairs first, then wide-vs-deep, then explicit; no pair twice."""
+    ids = list(dict.fromkeys(model_ids))
+    specs = [parse_model_id(mid) for mid in ids]
+    pairs: list[Pair] = []
+    if settings.get("seeds", True):
+        pairs += seed_pairs(specs)
+    if settings.get("wide_vs_deep", True):
+        pairs += wide_vs_deep_pairs(specs, float(settings.get("max_parameter_ratio", 2.0)))
+    for entry in settings.get("explicit", []):
+        if len(entry) != 2:
+            raise ValueError(
+                f"analyses.similarity.pairs.explicit: {entry!r} is not a pair of model ids"
+            )
+        a, b = (str(x) for x in entry)
+        for mid in (a, b):
+            parse_model_id(mid)  # a clear error for a malformed id
+            if mid not in ids:
+                raise ValueError(
+                    f"analyses.similarity.pairs.explicit: {mid} is not a model of the grids "
+                    "this stage studies"
+                )
+        pairs.append(Pair("explicit", a, b))
+    return list(dict.fromkeys(pairs))
+
+
+def job_of(model_id: str, jobs: int) -> int:
+    """The per-model job (0 … jobs−1) that handles ``model_id``: a stable hash, not the position
+    in the grid, so adding a model moves no other model to another job."""
+    digest = hashlib.blake2b(model_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % jobs
+
+
+def split_into_jobs(model_ids: Iterable[str], jobs: int) -> dict[int, list[str]]:
+    """{job: model ids} for the non-empty jobs, ids in their given order."""
+    if jobs < 1:
+        raise ValueError(f"analyses.similarity.jobs must be ≥ 1, got {jobs}")
+    out: dict[int, list[str]] = defaultdict(list)
+    for mid in dict.fromkeys(model_ids):
+        out[job_of(mid, jobs)].append(mid)
+    return dict(sorted(out.items()))
+
+
+def grid_names(setting: str | Sequence[str], known: Iterable[str]) -> list[str]:
+    """``analyses.similarity.grid`` (one grid name or a list) as a list, checked against the
+    configured grids."""
+    names = [setting] if isinstance(setting, str) else list(setting)
+    unknown = [name for name in names if name not in set(known)]
+    if unknown:
+        raise ValueError(
+            f"config key analyses.similarity.grid: {unknown} not among the grids "
+            f"{sorted(known)}"
+        )
+    return names
+
+
+def check_settings(settings: Mapping) -> None:
+    """Settings the schema cannot express: the width estimator must be computed both within and
+    across models."""
+    width = settings["width_estimator"]
+    for key in ("estimators", "cross_estimators"):
+        if width not in settings[key]:
+            raise ValueError(
+                f"config key analyses.similarity.{key}: must include the width_estimator "
+                f"{width!r}"
+            )
