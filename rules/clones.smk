@@ -1,1 +1,87 @@
-# clones stage: filled in by its issue.
+# clones stage (Doimo et al. 2022, representation mitosis): per model, random chunks of the last
+# hidden layer on the train and test splits (chunk accuracy, ridge R², residual correlation,
+# information imbalance) and the test logits; across the grids, clone size w_c*, #clones = W /
+# w_c*, the growth fit, the conditions (weight decay, interpolation), ensembles and headline.
+CLONES_CATEGORY = "5. Doimo et al. 2022: representation mitosis (clones)"
+CLONES_SUMMARY_KEYS = ("thresholds", "gap_method")
+
+
+# the analyses.clones keys a per-model job depends on (not grid, enabled or summary keys)
+CLONES_MODEL_SETTINGS = canonical(
+    {
+        k: v
+        for k, v in analysis("clones").items()
+        if k not in ("grid", "enabled", *CLONES_SUMMARY_KEYS)
+    }
+)
+CLONES_MODELS = analysis_models("clones")
+CLONES_FIGURES = {
+    "chunk_accuracy": "chunks",
+    "chunk_similarity": "chunks",
+    "clone_growth": "clone counts",
+    "conditions": "clone counts",
+    "ensembles": "ensembles",
+    "ensemble_gap": "ensembles",
+}
+
+
+rule clones_model:
+    input:
+        model=PATHS.model("{model}"),
+        data=dataset_of,
+    output:
+        table=PATHS.table("clones", "{model}"),
+        logits=PATHS.table("clones/logits", "{model}"),
+    log:
+        PATHS.log("clones_model", "{model}"),
+    benchmark:
+        PATHS.benchmark("clones_model", "{model}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=model_mem_mb,
+        gpu=lambda w: int(uses_gpu()),
+    params:
+        settings=CLONES_MODEL_SETTINGS,
+        device=config["device"],
+    script:
+        "../workflow_scripts/clones_model.py"
+
+
+rule clones_summary:
+    input:
+        tables=[PATHS.table("clones", m) for m in CLONES_MODELS],
+        logits=[PATHS.table("clones/logits", m) for m in CLONES_MODELS],
+    output:
+        summary=PATHS.summary("clones"),
+        growth=PATHS.summary("clones_growth"),
+        conditions=PATHS.summary("clones_conditions"),
+        ensembles=PATHS.summary("clones_ensembles"),
+        gap=PATHS.summary("clones_gap"),
+        headline=PATHS.summary("clones_headline"),
+        figures=[
+            report(
+                PATHS.figure("clones", name),
+                caption=f"../report/clones/{name}.rst",
+                category=CLONES_CATEGORY,
+                subcategory=subcategory,
+            )
+            for name, subcategory in CLONES_FIGURES.items()
+        ],
+    log:
+        PATHS.log("clones_summary"),
+    benchmark:
+        PATHS.benchmark("clones_summary")
+    conda:
+        CONDA_ENV
+    params:
+        thresholds=canonical(analysis("clones")["thresholds"]),
+        gap_method=analysis("clones")["gap_method"],
+        grids=canonical({m: MODEL_GRID[m] for m in CLONES_MODELS}),
+        figures=list(CLONES_FIGURES),
+        primary=analysis_grids("clones")[0],
+    script:
+        "../workflow_scripts/clones_summary.py"
+
+
+TARGETS["clones"] = rules.clones_summary.output

@@ -18,7 +18,11 @@ Chunk accuracy, three methods, on train and test
     ``readout``: a retrained multinomial scikit-learn ``LogisticRegression`` on the chunk's
     standardised units (standardised with train statistics), fitted on train, scored on train
     and test (weakly regularised, C = ``readout_c``, so that separable chunks reach zero
-    training error).
+    training error). Readouts are the costly estimator (one lbfgs fit per chunk), so fewer
+    chunks get one (``n_readout_chunks``), and with ``readout_stop`` none are fitted above the
+    first size at which every fitted chunk reaches zero training error (a superset of a linearly
+    separable chunk is separable; the full layer is always fitted); the clone rule carries the
+    last fitted size's value forward. The heads are evaluated for all chunks of a size at once.
 
 Ridge R² and residual correlation (``r2``, ``residual_corr``; split ``test``)
     Ridge (α = 1e-8, intercept) from the chunk to the full layer. By default fitted on train and
@@ -32,7 +36,10 @@ Ridge R² and residual correlation (``r2``, ``residual_corr``; split ``test``)
     the evaluation residuals of the units *outside* the chunk (the official code also includes the
     chunk's own, ≈ 0 residuals, which biases it towards 0); units whose residual variance is at
     most 1e-12 × the mean variance of the layer's units (dead units, units the chunk determines
-    exactly) are left out, and with fewer than two units left the value is NaN.
+    exactly) are left out, and with fewer than two units left the value is NaN. The chunks of a
+    size are solved together from the fit split's cross-product matrix (see
+    ``chunk_regression``); the residual correlation (a W × W matrix per chunk) is computed for
+    the first ``n_corr_chunks`` of them.
 
 Information imbalance (``ii_chunk_to_full``, ``ii_full_to_chunk``; split ``test``)
     Δ(A→B) = (2/N) · mean_i r_B(i, j_A(i)), where j_A(i) is i's nearest neighbour in space A and
@@ -56,7 +63,19 @@ Clone size and number of clones
 Ensembles
     Summed logits of K seeds of a width-w model against one model of width K·w; error_∞ is the
     error of the largest ensemble available; the gap table holds chunk test error − error_∞ per
-    chunk size (the paper's w_c^(−1/2) decay).
+    chunk size (the paper's w_c^(−1/2) decay). In the stage, models are pooled into ensembles by
+    training condition (every model column but width, seed and id), across grids, so a grid of
+    extra seeds adds members; each model's gap uses its own condition's error_∞. The logits are
+    the whole test split's (the same examples as the chunk errors), written by the per-model rule.
+
+Stage summary (``summarise``) and headline (``headline``)
+    One row per model (clone size and count, the size each criterion alone gives, the network's
+    own train and test error and whether it interpolates, its grid), the growth fit per grid and
+    condition, a conditions table (grid × condition × width), the ensembles and gaps, and five
+    headline rows whose decision rules are written in ``headline``'s docstring. The first grid of
+    ``analyses.clones.grid`` is the primary one; another grid whose models carry a different
+    ``variant`` (trained without reaching zero training error) gives the before / after
+    interpolation comparison.
 """
 
 from __future__ import annotations
@@ -89,15 +108,17 @@ class CloneConfig:
     """How many chunks each measurement averages over, and the estimators' settings."""
 
     n_accuracy_chunks: int = 100  # head and rescaled head (train and test)
-    n_readout_chunks: int = 20  # retrained readouts (one LogisticRegression fit per chunk)
-    n_r2_chunks: int = 40  # ridge R² and residual correlation
+    n_readout_chunks: int = 5  # retrained readouts (one LogisticRegression fit per chunk)
+    n_r2_chunks: int = 40  # ridge R²
+    n_corr_chunks: int = 10  # residual correlation (the first of the ridge chunks; W² each)
     n_ii_chunks: int = 10  # information imbalance (one N×N distance matrix per chunk)
     ridge_alpha: float = 1e-8
     r2_fit_split: str = "train"  # "train": out of sample on test; "test": the official code
     ii_points: int = 1000
     ii_ties: str = "average"
     readout_c: float = 100.0
-    readout_max_iter: int = 2000
+    readout_max_iter: int = 200
+    readout_stop: bool = True  # no readouts above the first size where every chunk fits train
     seed: int = 0
     device: str = "cpu"
     chunk_sizes: tuple[int, ...] | None = None  # default 1, 2, 4, …, W
@@ -248,6 +269,20 @@ def last_hidden(
 # ----------------------------------------------------------------------------------------------
 
 
+def _chunk_blocks(chunks, cost, budget: int = 8_000_000):
+    """The chunks grouped by size and cut into blocks whose batched work holds at most
+    ``budget`` elements (``cost(size)`` per chunk); yields (positions in ``chunks``,
+    k × size int64 index array)."""
+    by_size: dict[int, list[int]] = {}
+    for k, chunk in enumerate(chunks):
+        by_size.setdefault(len(chunk), []).append(k)
+    for size, positions in by_size.items():
+        step = max(1, budget // max(1, cost(size)))
+        for start in range(0, len(positions), step):
+            block = positions[start : start + step]
+            yield block, np.stack([np.asarray(chunks[k], dtype=np.int64) for k in block])
+
+
 def head_accuracy(
     h: ArrayLike,
     y: ArrayLike,
@@ -261,17 +296,32 @@ def head_accuracy(
 
     ``rescale``: multiply the chunk's contribution by W / w (the bias is not rescaled).
     """
+    plain, rescaled = head_accuracies(h, y, weight, bias, chunks, device)
+    return rescaled if rescale else plain
+
+
+def head_accuracies(
+    h: ArrayLike,
+    y: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike,
+    chunks: np.ndarray | Sequence[Sequence[int]],
+    device=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(restricted head, rescaled head) accuracy of each chunk, from one batched product per
+    block of equal-size chunks (the chunk's logits are computed once for both)."""
     h, w, y = _t(h, device), _t(weight, device), _labels(y, device)
-    b = _t(bias, device).reshape(-1)
+    b = _t(bias, device).reshape(-1)[None, :, None]
     width = h.shape[1]
-    out = np.empty(len(chunks))
-    for k, chunk in enumerate(chunks):
-        idx = torch.as_tensor(np.asarray(chunk), device=h.device, dtype=torch.int64)
-        logits = h[:, idx] @ w[:, idx].T
-        if rescale:
-            logits = logits * (width / len(idx))
-        out[k] = ((logits + b).argmax(dim=1) == y).double().mean().item()
-    return out
+    h_t = h.T.contiguous()  # W × n: gathering rows is cheap
+    plain, rescaled = np.empty(len(chunks)), np.empty(len(chunks))
+    for positions, block in _chunk_blocks(chunks, lambda size: size * h.shape[0]):
+        idx = torch.as_tensor(block, device=h.device)
+        logits = torch.bmm(w[:, idx].permute(1, 0, 2), h_t[idx])  # k × C × n
+        for out, factor in ((plain, 1.0), (rescaled, width / idx.shape[1])):
+            hits = ((logits * factor + b).argmax(dim=1) == y[None, :]).double().mean(dim=1)
+            out[positions] = hits.cpu().numpy()
+    return plain, rescaled
 
 
 def readout_accuracy(
@@ -300,24 +350,24 @@ def readout_accuracy(
     train_acc = np.empty(len(chunks))
     test_acc = np.empty(len(chunks))
     classes = np.unique(y_train)
-    for k, chunk in enumerate(chunks):
-        chunk = np.asarray(chunk)
-        x_tr, x_te = h_train[:, chunk], h_test[:, chunk]
-        mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
-        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
-        if classes.size < 2:
-            train_acc[k] = np.mean(y_train == classes[0])
-            test_acc[k] = np.mean(y_test == classes[0])
-            continue
-        model = LogisticRegression(C=c, max_iter=max_iter)
-        # one BLAS thread: these fits are small, and threaded BLAS on them is many times slower
-        # (and oversubscribes the cores that parallel jobs share)
-        with warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(x_tr, y_train)
-        train_acc[k] = np.mean(model.predict(x_tr) == y_train)
-        test_acc[k] = np.mean(model.predict(x_te) == y_test)
+    # one BLAS thread: these fits are small, and threaded BLAS on them is many times slower (and
+    # oversubscribes the cores that parallel jobs share); entering threadpool_limits scans the
+    # loaded libraries (tens of ms), so it is entered once for all chunks
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for k, chunk in enumerate(chunks):
+            chunk = np.asarray(chunk)
+            x_tr, x_te = h_train[:, chunk], h_test[:, chunk]
+            mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+            std = np.where(std > 0, std, 1.0)
+            x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+            if classes.size < 2:
+                train_acc[k] = np.mean(y_train == classes[0])
+                test_acc[k] = np.mean(y_test == classes[0])
+                continue
+            model = LogisticRegression(C=c, max_iter=max_iter).fit(x_tr, y_train)
+            train_acc[k] = np.mean(model.predict(x_tr) == y_train)
+            test_acc[k] = np.mean(model.predict(x_te) == y_test)
     return train_acc, test_acc
 
 
@@ -384,22 +434,57 @@ def chunk_regression(
     chunks: np.ndarray | Sequence[Sequence[int]],
     alpha: float = 1e-8,
     device=None,
+    n_corr: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk: variance-weighted R² of ridge chunk → full layer fitted on ``h_fit`` and scored
-    on ``h_eval``, and the residual correlation of the units outside the chunk (on ``h_eval``)."""
+    on ``h_eval``, and the residual correlation of the units outside the chunk (on ``h_eval``;
+    only for the first ``n_corr`` chunks, NaN for the rest; all if None).
+
+    Batched over the chunks of one size: the ridge solution comes from the fit split's centred
+    cross-product matrix S = Xᵀ X (computed once), B = (S_cc + α I)⁻¹ S_c·, through the eigen-
+    decomposition of S_cc — exact ridge (the SVD solution V diag(s / (s² + α)) Uᵀ Y written with
+    λ = s²), stable for collinear chunks: directions with λ ≤ 1e-12 · λ_max carry no signal
+    (their Xᵀ Y component is round-off) and get coefficient 0. Residuals are formed directly on
+    the evaluation split only for the residual correlation; the R² uses the evaluation Gram
+    matrix G = Dᵀ D (D: evaluation split minus the fit mean), SSE = Σ_j (G − 2 Bᵀ G_c· +
+    Bᵀ G_cc B)_jj, whose round-off (≈ 1e-13 relative) is far below any R² difference of note."""
     fit, ev = _t(h_fit, device), _t(h_eval, device)
     width = fit.shape[1]
+    mean = fit.mean(dim=0)
+    centred = fit - mean
+    cross = centred.T @ centred  # W × W
+    shifted = ev - mean  # evaluation split about the fit mean: residual = D − D_c B
+    gram = shifted.T @ shifted
+    sst = ((ev - ev.mean(dim=0)) ** 2).sum(dim=0)
+    keep = sst > 0
+    total = float(sst[keep].sum()) if bool(keep.any()) else float("nan")
     scale = float(ev.var(dim=0, unbiased=False).mean())
-    r2 = np.empty(len(chunks))
-    corr = np.empty(len(chunks))
-    for k, chunk in enumerate(chunks):
-        idx = torch.as_tensor(np.asarray(chunk), device=fit.device, dtype=torch.int64)
-        coef, x_mean, y_mean = ridge_fit(fit[:, idx], fit, alpha)
-        pred = (ev[:, idx] - x_mean) @ coef + y_mean
-        r2[k] = variance_weighted_r2(ev, pred)
-        outside = torch.ones(width, dtype=torch.bool, device=fit.device)
-        outside[idx] = False
-        corr[k] = residual_correlation(ev - pred, outside, scale)
+    n_corr = len(chunks) if n_corr is None else n_corr
+    r2 = np.full(len(chunks), np.nan)
+    corr = np.full(len(chunks), np.nan)
+    for positions, block in _chunk_blocks(chunks, lambda size: (2 * size + 1) * width):
+        idx = torch.as_tensor(block, device=fit.device)
+        pair = (idx[:, :, None], idx[:, None, :])
+        lam, vec = torch.linalg.eigh(cross[pair])  # S_cc, k × w × w
+        top = lam.amax(dim=1, keepdim=True).clamp_min(0.0)
+        inv = torch.where(lam > 1e-12 * top, 1.0 / (lam.clamp_min(0.0) + alpha), 0.0)
+        coef = vec @ (inv[..., None] * (vec.mT @ cross[idx]))  # k × w × W
+        if not math.isnan(total):
+            # per output unit j: SSE_j = G_jj − 2 (Bᵀ G_c·)_jj + (Bᵀ G_cc B)_jj, G = Dᵀ D
+            sse = (
+                gram.diagonal()[None]
+                - 2 * (coef * gram[idx]).sum(dim=1)
+                + (coef * (gram[pair] @ coef)).sum(dim=1)
+            )
+            r2[positions] = (1.0 - sse[:, keep].sum(dim=1) / total).cpu().numpy()
+        for row, k in enumerate(positions):
+            if k >= n_corr:
+                continue
+            chunk = idx[row]
+            resid = shifted - shifted[:, chunk] @ coef[row]
+            outside = torch.ones(width, dtype=torch.bool, device=fit.device)
+            outside[chunk] = False
+            corr[k] = residual_correlation(resid, outside, scale)
     return r2, corr
 
 
@@ -469,22 +554,97 @@ def ii_subsample(n: int, points: int, seed: int = 0) -> np.ndarray:
     return np.sort(rng.choice(n, size=points, replace=False))
 
 
+def _masked(dist: torch.Tensor) -> torch.Tensor:
+    """Distances with every point's distance to itself set to +inf (batched or not)."""
+    n = dist.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
+    return dist.masked_fill(eye, float("inf"))
+
+
+def rank_matrix(dist: torch.Tensor, ties: str = "average") -> torch.Tensor:
+    """R[i, j] = rank of j among i's neighbours (1 = nearest, i itself excluded and ranked last):
+    ``average``: the mean of the ranks j's tie block occupies; ``index``: ties broken by index."""
+    db = _masked(dist).contiguous()
+    n = db.shape[0]
+    if ties == "average":
+        sorted_b = db.sort(dim=1).values.contiguous()
+        less = torch.searchsorted(sorted_b, db, right=False)
+        leq = torch.searchsorted(sorted_b, db, right=True)
+        return (less + leq + 1).double() / 2
+    if ties == "index":
+        order = torch.sort(db, dim=1, stable=True).indices
+        ranks = torch.empty_like(order)
+        steps = torch.arange(1, n + 1, device=db.device).expand(n, n)
+        return ranks.scatter_(1, order, steps.contiguous()).double()
+    raise ValueError(f"ties must be 'average' or 'index', not {ties!r}")
+
+
+def _imbalance_to(ranks_b: torch.Tensor, dist_a: torch.Tensor, ties: str) -> torch.Tensor:
+    """Δ(A_k → B) for a batch of spaces A (k × N × N distances) and one B given by its rank
+    matrix (``rank_matrix``): averaged over tied nearest neighbours in A, or the lowest index."""
+    da = _masked(dist_a)
+    n = da.shape[-1]
+    if ties == "index":
+        nn_a = da.argmin(dim=2)  # first minimum
+        ranks = ranks_b.expand(len(da), n, n).gather(2, nn_a[..., None])[..., 0]
+    else:
+        nn_mask = da == da.amin(dim=2, keepdim=True)
+        ranks = (ranks_b[None] * nn_mask).sum(dim=2) / nn_mask.sum(dim=2)
+    return 2.0 * ranks.mean(dim=1) / n
+
+
+def _imbalance_from(dist_a: torch.Tensor, dist_b: torch.Tensor, ties: str) -> torch.Tensor:
+    """Δ(A → B_k) for one space A (N × N distances) and a batch of spaces B (k × N × N): the
+    ranks in each B of A's nearest neighbour(s) are counted directly (no sort of B)."""
+    da, db = _masked(dist_a), _masked(dist_b)
+    n = da.shape[0]
+    if ties == "index":
+        rows = torch.arange(n, device=da.device)
+        cols = da.argmin(dim=1)
+    else:
+        rows, cols = torch.nonzero(da == da.amin(dim=1, keepdim=True), as_tuple=True)
+    value = db[:, rows, cols]  # k × P: B-distance of each (i, nearest neighbour j) pair
+    line = db[:, rows, :]  # k × P × N
+    less = (line < value[..., None]).sum(dim=2).double()
+    tied = line == value[..., None]
+    if ties == "index":
+        before = torch.arange(n, device=da.device)[None, :] < cols[:, None]
+        ranks = 1 + less + (tied & before[None]).sum(dim=2).double()
+    else:
+        ranks = 1 + less + (tied.sum(dim=2).double() - 1) / 2
+        counts = torch.bincount(rows, minlength=n).double()
+        total = torch.zeros(len(db), n, dtype=torch.float64, device=da.device)
+        ranks = total.index_add_(1, rows, ranks) / counts
+    return 2.0 * ranks.mean(dim=1) / n
+
+
 def chunk_information_imbalance(
     h: ArrayLike,
     chunks: np.ndarray | Sequence[Sequence[int]],
     ties: str = "average",
     device=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per chunk: Δ(chunk → full) and Δ(full → chunk) on the given points (already subsampled)."""
+    """Per chunk: Δ(chunk → full) and Δ(full → chunk) on the given points (already subsampled).
+
+    The full layer's distances and rank matrix are computed once; the chunks of one size are
+    handled as a batch (their N × N distance matrices side by side)."""
+    if ties not in ("average", "index"):
+        raise ValueError(f"ties must be 'average' or 'index', not {ties!r}")
     x = _t(h, device)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("the information imbalance needs at least two points")
     full = distances(x)
+    full_ranks = rank_matrix(full, ties)
+    x_t = x.T.contiguous()
     to_full = np.empty(len(chunks))
     from_full = np.empty(len(chunks))
-    for k, chunk in enumerate(chunks):
-        idx = torch.as_tensor(np.asarray(chunk), device=x.device, dtype=torch.int64)
-        part = distances(x[:, idx])
-        to_full[k] = information_imbalance_from_distances(part, full, ties)
-        from_full[k] = information_imbalance_from_distances(full, part, ties)
+    for positions, block in _chunk_blocks(chunks, lambda size: n * (n + size)):
+        idx = torch.as_tensor(block, device=x.device)
+        points = x_t[idx].mT  # k × N × w
+        part = torch.cdist(points, points, compute_mode="donot_use_mm_for_euclid_dist")
+        to_full[positions] = _imbalance_to(full_ranks, part, ties).cpu().numpy()
+        from_full[positions] = _imbalance_from(full, part, ties).cpu().numpy()
     return to_full, from_full
 
 
@@ -518,6 +678,7 @@ def chunk_measurements(
     h_ii = h_test[ii_idx.to(h_test.device)]
     r2_fit = h_train if cfg.r2_fit_split == "train" else h_test
     rows: list[dict] = []
+    readouts_done = False
 
     def add(size, values, metric, method, split):
         for k, value in enumerate(values):
@@ -536,10 +697,10 @@ def chunk_measurements(
         chunks = sample_chunks(width, size, n_max, cfg.seed)
         acc = chunks[: cfg.n_accuracy_chunks]
         for split, h, y in (("train", h_train, y_train), ("test", h_test, y_test)):
-            for method, rescale in (("head", False), ("head_rescaled", True)):
-                values = head_accuracy(h, y, weight, bias, acc, rescale, cfg.device)
-                add(size, values, "accuracy", method, split)
-        if cfg.n_readout_chunks > 0:
+            plain, rescaled = head_accuracies(h, y, weight, bias, acc, cfg.device)
+            add(size, plain, "accuracy", "head", split)
+            add(size, rescaled, "accuracy", "head_rescaled", split)
+        if cfg.n_readout_chunks > 0 and (not readouts_done or size == width):
             tr, te = readout_accuracy(
                 h_train,
                 y_train,
@@ -551,12 +712,18 @@ def chunk_measurements(
             )
             add(size, tr, "accuracy", "readout", "train")
             add(size, te, "accuracy", "readout", "test")
+            readouts_done = cfg.readout_stop and bool(np.all(tr == 1.0))
         if cfg.n_r2_chunks > 0:
             r2, corr = chunk_regression(
-                r2_fit, h_test, chunks[: cfg.n_r2_chunks], cfg.ridge_alpha, cfg.device
+                r2_fit,
+                h_test,
+                chunks[: cfg.n_r2_chunks],
+                cfg.ridge_alpha,
+                cfg.device,
+                n_corr=cfg.n_corr_chunks,
             )
             add(size, r2, "r2", "ridge", "test")
-            add(size, corr, "residual_corr", "ridge", "test")
+            add(size, corr[: cfg.n_corr_chunks], "residual_corr", "ridge", "test")
         if cfg.n_ii_chunks > 0:
             to_full, from_full = chunk_information_imbalance(
                 h_ii, chunks[: cfg.n_ii_chunks], cfg.ii_ties, cfg.device
@@ -636,7 +803,9 @@ def clone_count(table: pd.DataFrame, thresholds: CloneThresholds | Mapping | Non
     sizes = np.sort(table["chunk_size"].unique())
     ii = _series(table, "ii_chunk_to_full", None, "test")
     r2 = _series(table, "r2", None, "test")
-    train_acc = _series(table, "accuracy", th.accuracy_method, "train")
+    # sizes without rows of this method (readouts stop once every chunk fits the training set;
+    # a superset of a separable chunk is separable) inherit the last fitted size's value
+    train_acc = _series(table, "accuracy", th.accuracy_method, "train").reindex(sizes).ffill()
     ok = pd.Series(True, index=sizes)
     if th.ii_max is not None:
         ok &= ii.reindex(sizes) <= th.ii_max + 1e-12
@@ -848,3 +1017,501 @@ def ensemble_gap_table(
     sel["gap"] = sel["test_error"] - error_inf
     drop = ["metric", "split", "mean", "std"]
     return sel.drop(columns=[c for c in drop if c in sel.columns]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# One model (the per-model rule)
+# ----------------------------------------------------------------------------------------------
+
+
+def analyse_model(
+    model: torch.nn.Module,
+    x_train: ArrayLike,
+    y_train: ArrayLike,
+    x_test: ArrayLike,
+    y_test: ArrayLike,
+    config: CloneConfig | Mapping | None = None,
+    columns: Mapping | None = None,
+    log=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-model clone table, test logits table) of one trained model: its last hidden layer
+    on the train and test splits (eval mode, no augmentation) and its head."""
+    cfg = config if isinstance(config, CloneConfig) else CloneConfig.from_dict(config)
+    h_train, _ = last_hidden(model, x_train, device=cfg.device)
+    h_test, logits = last_hidden(model, x_test, device=cfg.device)
+    weight, bias = head_parameters(model.head)
+    table = per_model_table(
+        h_train, y_train, h_test, y_test, weight, bias, cfg, columns=columns, log=log
+    )
+    return table, logits_table(logits, y_test, columns)
+
+
+def logits_table(logits: ArrayLike, labels: ArrayLike, columns: Mapping | None = None):
+    """One row per test example: ``example`` (position in the test split), ``label``,
+    ``logit_0 … logit_{C-1}`` (the model's columns first)."""
+    logits = _numpy64(logits)
+    table = pd.DataFrame({"example": np.arange(len(logits)), "label": np.asarray(labels)})
+    names = [f"logit_{c}" for c in range(logits.shape[1])]
+    table = pd.concat([table, pd.DataFrame(logits, columns=names)], axis=1)
+    return _with_columns(table, columns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Across models (the summary rule)
+# ----------------------------------------------------------------------------------------------
+
+PAPER = "Doimo et al. 2022"
+#: the model columns that define a training condition (everything but width, seed and id)
+CONDITION_COLUMNS = (
+    "dataset",
+    "arch",
+    "depth",
+    "bottleneck",
+    "train_size",
+    "weight_decay",
+    "dropout",
+    "init",
+    "variant",
+)
+
+
+def _conditions(table: pd.DataFrame) -> list[str]:
+    return [c for c in CONDITION_COLUMNS if c in table.columns]
+
+
+def _groups(table: pd.DataFrame, by: Sequence[str]):
+    """groupby that keeps None/NaN keys (variant, bottleneck, train_size are often None)."""
+    by = list(by)
+    if not by:
+        yield (), table
+        return
+    for key, group in table.groupby(by, sort=True, dropna=False):
+        yield (key if isinstance(key, tuple) else (key,)), group
+
+
+def clone_size_by_criterion(table: pd.DataFrame, thresholds: CloneThresholds) -> dict:
+    """The clone size each threshold alone would give (which one binds): ``clone_size_ii``,
+    ``clone_size_r2``, ``clone_size_train`` (W when no size meets it; NaN if it is disabled)."""
+    th = asdict(thresholds)
+    out = {}
+    for name, key in (("ii", "ii_max"), ("r2", "r2_min"), ("train", "train_error_max")):
+        if th[key] is None:
+            out[f"clone_size_{name}"] = np.nan
+            continue
+        alone = {k: (th[k] if k == key else None) for k in ("ii_max", "r2_min", "train_error_max")}
+        alone["accuracy_method"] = thresholds.accuracy_method
+        out[f"clone_size_{name}"] = clone_count(table, alone)["clone_size"]
+    return out
+
+
+def clones_summary(
+    tables: Sequence[pd.DataFrame],
+    thresholds: CloneThresholds | Mapping | None = None,
+    grids: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per model: ``summary_table`` plus ``grid`` (from ``grids``: model → grid name),
+    the clone size each criterion alone gives, and the network's own (full layer, trained
+    head) train and test error and whether it interpolates (zero training error)."""
+    th = CloneThresholds.from_dict(thresholds)
+    summary = summary_table(tables, th)
+    table = pd.concat(list(tables), ignore_index=True)
+    extra = []
+    for model, group in table.groupby("model", sort=True):
+        row = {"model": model, **clone_size_by_criterion(group, th)}
+        full = group[group["chunk_size"] == group["chunk_size"].max()]
+        head = full[(full["metric"] == "accuracy") & (full["method"] == "head")]
+        for split in ("train", "test"):
+            acc = head[head["split"] == split]["mean"]
+            row[f"{split}_error"] = float(1.0 - acc.iloc[0]) if len(acc) else np.nan
+        extra.append(row)
+    summary = summary.merge(pd.DataFrame(extra), on="model", how="left")
+    summary["interpolating"] = summary["train_error"] <= 1e-12
+    summary.insert(1, "grid", summary["model"].map(dict(grids or {})).fillna(""))
+    return summary
+
+
+def growth_exponent(widths: Sequence[float], n_clones: Sequence[float]) -> float:
+    """Least-squares slope b of log2 #clones on log2 W (#clones ∝ W^b); NaN with < 2 widths."""
+    x = np.log2(np.asarray(widths, dtype=np.float64))
+    y = np.log2(np.asarray(n_clones, dtype=np.float64))
+    if np.unique(x).size < 2:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def conditions_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per grid, condition and width: mean / min / max #clones and clone size over seeds, the
+    number of seeds, the fraction that interpolates and the mean train and test error."""
+    by = ["grid", *_conditions(summary), "width"]
+    rows = []
+    for key, group in _groups(summary, by):
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "n_models": len(group),
+                "n_clones": float(group["n_clones"].mean()),
+                "n_clones_min": float(group["n_clones"].min()),
+                "n_clones_max": float(group["n_clones"].max()),
+                "clone_size": float(group["clone_size"].mean()),
+                "interpolating": float(group["interpolating"].mean()),
+                "train_error": float(group["train_error"].mean()),
+                "test_error": float(group["test_error"].mean()),
+                "n_flagged": int(group["flagged"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
+    """``fit_clone_growth`` per grid and condition (seeds pooled), with the log-log exponent b
+    of #clones on W over the widths at and above the fitted critical width (all widths when the
+    fit finds no growth)."""
+    rows = []
+    by = ["grid", *_conditions(summary)]
+    for key, group in _groups(summary, by):
+        fit = fit_clone_growth(group["width"].to_numpy(), group["n_clones"].to_numpy())
+        above = (
+            group if np.isnan(fit.critical_width) else group[group["width"] >= fit.critical_width]
+        )
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                **fit._asdict(),
+                "exponent": growth_exponent(above["width"], above["n_clones"]),
+                "n_models": len(group),
+                "n_widths": group["width"].nunique(),
+                "n_flagged": int(group["flagged"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _logit_matrix(table: pd.DataFrame) -> np.ndarray:
+    names = sorted((c for c in table.columns if c.startswith("logit_")), key=lambda c: int(c[6:]))
+    return table.sort_values("example")[names].to_numpy(dtype=np.float64)
+
+
+def ensembles_by_condition(
+    logits: Sequence[pd.DataFrame], summary: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``ensemble_table`` per condition (models pooled over grids: a grid of extra seeds adds
+    members), with the condition's columns and its ``error_infinity`` (the error of its largest
+    ensemble) on every row. Every model must cover the same test examples in the same order."""
+    if not logits:
+        return pd.DataFrame()
+    table = pd.concat(list(logits), ignore_index=True)
+    by = _conditions(table)
+    out = []
+    for key, group in _groups(table, by):
+        members, labels = {}, None
+        for (width, seed), model in group.groupby(["width", "seed"], sort=True):
+            model = model.sort_values("example")
+            if labels is None:
+                labels = model["label"].to_numpy()
+            elif not np.array_equal(labels, model["label"].to_numpy()):
+                raise ValueError(f"test labels differ between the models of condition {key}")
+            members[(int(width), int(seed))] = _logit_matrix(model)
+        ens = ensemble_table(members, labels)
+        err_inf, _ = error_infinity(ens)
+        for name, value in zip(by, key, strict=True):
+            ens[name] = value
+        ens["error_infinity"] = err_inf
+        out.append(ens[[*by, *[c for c in ens.columns if c not in by]]])
+    return pd.concat(out, ignore_index=True)
+
+
+def gap_by_condition(
+    tables: Sequence[pd.DataFrame], ensembles: pd.DataFrame, models: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """``ensemble_gap_table`` of the chosen models (default all), each against the error_∞ of
+    its own condition."""
+    table = pd.concat(list(tables), ignore_index=True)
+    if models is not None:
+        table = table[table["model"].isin(set(models))]
+    by = _conditions(table)
+    out = []
+    for key, group in _groups(table, by):
+        sel = ensembles
+        for name, value in zip(by, key, strict=True):
+            sel = sel[(sel[name] == value) | (sel[name].isna() & pd.isna(value))]
+        if sel.empty:
+            continue
+        out.append(ensemble_gap_table(group, float(sel["error_infinity"].iloc[0])))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def gap_exponent(gap: pd.DataFrame) -> float:
+    """Least-squares slope of log gap on log chunk size over the chunks smaller than the full
+    layer whose gap is positive (the paper's w_c^(−1/2) decay gives −0.5); NaN with < 2 sizes."""
+    sub = gap[(gap["chunk_size"] < gap["layer_width"]) & (gap["gap"] > 0)]
+    if sub["chunk_size"].nunique() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log2(sub["chunk_size"]), np.log2(sub["gap"]), 1)[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Headline
+# ----------------------------------------------------------------------------------------------
+
+
+def _verdict_positive(values: np.ndarray, strong: float | None = None) -> str:
+    """The rule shared by the ratio claims: ``yes`` when the mean is > 0 (≥ ``strong`` if given)
+    and the 95 % t-interval lies above 0; ``partly`` when the mean is > 0 but the interval
+    reaches 0, or there is only one value; ``no`` when the mean is ≤ 0; ``n/a`` without values."""
+    from widthlab.headline import t_interval
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return "n/a"
+    mean = values.mean()
+    low, _ = t_interval(values)
+    if mean <= 0:
+        return "no"
+    if values.size >= 2 and low > 0 and (strong is None or mean >= strong):
+        return "yes"
+    return "partly"
+
+
+def _matched_log_ratio(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
+    """log2(#clones in a / #clones in b) for the models of a and b that agree on ``on``."""
+    keys = [c for c in on if c in a.columns and c in b.columns]
+    left = a[[*keys, "n_clones", "train_error"]].astype({k: object for k in keys})
+    right = b[[*keys, "n_clones", "train_error"]].astype({k: object for k in keys})
+    left, right = left.fillna({k: "∅" for k in keys}), right.fillna({k: "∅" for k in keys})
+    pairs = left.merge(right, on=keys, suffixes=("_a", "_b"))
+    pairs["log2_ratio"] = np.log2(pairs["n_clones_a"] / pairs["n_clones_b"])
+    return pairs
+
+
+def _mean_by_width(summary: pd.DataFrame, column: str) -> str:
+    means = summary.groupby("width")[column].mean()
+    return ", ".join(f"{int(w)}: {v:.3g}" for w, v in means.items())
+
+
+def headline(
+    summary: pd.DataFrame,
+    growth: pd.DataFrame,
+    ensembles: pd.DataFrame,
+    gap: pd.DataFrame,
+    primary: str,
+    gap_method: str = "head",
+) -> pd.DataFrame:
+    """The clones stage's rows of the headline contract (``widthlab.headline``), one per claim:
+
+    1. growth: #clones ∝ W above a critical width. Quantity: the exponent b of #clones ∝ W^b
+       per (condition, seed) of the primary grid at its largest weight decay, over the widths
+       at and above the condition's fitted critical width. ``yes``: mean b ≥ 0.75 and its 95 %
+       interval above 0; ``partly``: mean b > 0 otherwise; ``no``: mean b ≤ 0.
+    2. interpolation (one row per other grid whose models have another ``variant``): log2 of
+       #clones (primary) / #clones (that grid) for models equal in every other column.
+       ``yes`` / ``partly`` / ``no`` by the ratio rule (mean > 0 with the interval above 0 /
+       mean > 0 / mean ≤ 0); ``n/a`` when no such grid exists or it interpolates as often as
+       the primary grid.
+    3. weight decay: log2 #clones (largest weight decay) / #clones (none), matched models of
+       the primary grid; the ratio rule; ``n/a`` without both.
+    4. ensemble gap: the log-log slope of chunk test error − error_∞ against chunk size
+       (``gap_method`` chunks, sizes below W with a positive gap) per model of the primary
+       grid at its largest weight decay. ``yes``: mean in [−0.75, −0.25] and interval below 0;
+       ``partly``: mean < 0 otherwise; ``no``: mean ≥ 0.
+    5. ensembles: error(one wide model) − error(ensemble of K ≥ 2 narrow ones) at the same total
+       width, every condition. ``yes``: mean ≤ 0, or its interval contains 0; ``partly``:
+       mean ≤ 0.01; ``no`` otherwise.
+    """
+    from widthlab.headline import headline_row, headline_table, t_interval
+
+    rows = []
+    main = summary[summary["grid"] == primary]
+    wd_max = float(main["weight_decay"].max()) if len(main) else float("nan")
+    regular = main[main["weight_decay"] == wd_max]
+    conditions = [c for c in _conditions(summary) if c != "weight_decay"]
+
+    # 1. growth
+    values = []
+    fits = growth[(growth["grid"] == primary) & (growth["weight_decay"] == wd_max)]
+    for _, fit in fits.iterrows():
+        sel = regular
+        for c in conditions:
+            sel = sel[(sel[c] == fit[c]) | (sel[c].isna() & pd.isna(fit[c]))]
+        if not np.isnan(fit["critical_width"]):
+            sel = sel[sel["width"] >= fit["critical_width"]]
+        for _, seed in sel.groupby("seed"):
+            values.append(growth_exponent(seed["width"], seed["n_clones"]))
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    holds = _verdict_positive(finite, strong=0.75)
+    crit = ", ".join(f"{c:.0f}" for c in fits["critical_width"] if np.isfinite(c)) or "none"
+    rows.append(
+        headline_row(
+            PAPER,
+            "Above a critical width the last hidden layer splits into clones: #clones grows "
+            "∝ W (clone size w_c* independent of W)",
+            f"exponent b of #clones ∝ W^b (grid {primary}, weight decay {wd_max:g})",
+            "log-log least squares per condition × seed over W ≥ W_crit; t-interval",
+            finite,
+            holds,
+            f"b = {finite.mean() if finite.size else float('nan'):.2f} over {finite.size} "
+            f"series; W_crit {crit}; mean w_c* by W: {_mean_by_width(regular, 'clone_size')}; "
+            f"#clones by W: {_mean_by_width(regular, 'n_clones')}",
+        )
+    )
+
+    # 2. interpolation: the other grids with another variant
+    primary_variant = set(main["variant"].fillna("∅")) if "variant" in main else {"∅"}
+    others = [
+        g
+        for g in sorted(set(summary["grid"]) - {primary})
+        if "variant" in summary
+        and set(summary[summary["grid"] == g]["variant"].fillna("∅")) - primary_variant
+    ]
+    for g in others:
+        other = summary[summary["grid"] == g]
+        keys = [c for c in _conditions(summary) if c != "variant"] + ["width", "seed"]
+        pairs = _matched_log_ratio(main, other, keys)
+        ratios = pairs["log2_ratio"].to_numpy()
+        holds = _verdict_positive(ratios)
+        note = ""
+        if other["interpolating"].mean() >= main["interpolating"].mean():
+            holds, note = "n/a", f" (grid {g} interpolates as often as {primary})"
+        rows.append(
+            headline_row(
+                PAPER,
+                "Clones need zero training error: interpolating networks hold more clones "
+                "than the same networks stopped before interpolating",
+                f"log2 #clones ({primary}) / #clones ({g}), matched models",
+                "matched width, depth, weight decay, seed; t-interval",
+                ratios,
+                holds,
+                f"{len(pairs)} pairs; train error {pairs['train_error_a'].mean():.3f} "
+                f"({primary}) vs {pairs['train_error_b'].mean():.3f} ({g}); #clones "
+                f"{pairs['n_clones_a'].mean():.2f} vs {pairs['n_clones_b'].mean():.2f}{note}",
+            )
+        )
+    if not others:
+        rows.append(
+            headline_row(
+                PAPER,
+                "Clones need zero training error: interpolating networks hold more clones "
+                "than the same networks stopped before interpolating",
+                "log2 #clones (interpolating) / #clones (stopped early)",
+                "matched models; t-interval",
+                [],
+                "n/a",
+                "no grid of non-interpolating models (another variant) is analysed",
+            )
+        )
+
+    # 3. weight decay
+    if len(main) and wd_max > 0 and (main["weight_decay"] == 0).any():
+        keys = [*conditions, "width", "seed"]
+        pairs = _matched_log_ratio(regular, main[main["weight_decay"] == 0], keys)
+        ratios = pairs["log2_ratio"].to_numpy()
+        holds = _verdict_positive(ratios)
+        detail = (
+            f"{len(pairs)} pairs; #clones {pairs['n_clones_a'].mean():.2f} (wd {wd_max:g}) vs "
+            f"{pairs['n_clones_b'].mean():.2f} (wd 0)"
+        )
+    else:
+        ratios, holds = [], "n/a"
+        detail = "the primary grid lacks models with and without weight decay"
+    rows.append(
+        headline_row(
+            PAPER,
+            "Regularisation favours clones: with weight decay the layer holds more clones",
+            f"log2 #clones (weight decay {wd_max:g}) / #clones (none), matched models",
+            "matched width, depth, seed; t-interval",
+            ratios,
+            holds,
+            detail,
+        )
+    )
+
+    # 4. ensemble gap exponent
+    slopes = []
+    if len(gap):
+        sub = gap[(gap["method"] == gap_method) & gap["model"].isin(set(regular["model"]))]
+        slopes = [gap_exponent(g) for _, g in sub.groupby("model")]
+    slopes = np.asarray(slopes, dtype=np.float64)
+    finite = slopes[np.isfinite(slopes)]
+    if finite.size == 0:
+        holds = "n/a"
+    else:
+        _, high = t_interval(finite)
+        mean = finite.mean()
+        decays = finite.size >= 2 and high < 0
+        holds = "yes" if decays and -0.75 <= mean <= -0.25 else ("partly" if mean < 0 else "no")
+    err_inf = (
+        ", ".join(f"{e:.3f}" for e in sorted(set(ensembles["error_infinity"])))
+        if len(ensembles)
+        else "none"
+    )
+    rows.append(
+        headline_row(
+            PAPER,
+            "Chunk test error − error_∞ falls like w_c^(−1/2) (the clones act as an ensemble)",
+            f"log-log slope of chunk test error − error_∞ vs chunk size ({gap_method})",
+            "least squares per model over chunks < W with a positive gap; t-interval",
+            finite,
+            holds,
+            f"slope {finite.mean() if finite.size else float('nan'):.2f} over {finite.size} "
+            f"models (−0.5 expected); error_∞ per condition {err_inf}",
+        )
+    )
+
+    # 5. narrow ensembles vs one wide model
+    if len(ensembles):
+        comparable = ensembles[(ensembles["members"] >= 2) & ensembles["wide_error"].notna()]
+    else:
+        comparable = pd.DataFrame(columns=["wide_error", "ensemble_error"])
+    diffs = (comparable["wide_error"] - comparable["ensemble_error"]).to_numpy(dtype=np.float64)
+    if diffs.size == 0:
+        holds = "n/a"
+    else:
+        low, high = t_interval(diffs)
+        mean = diffs.mean()
+        holds = "yes" if mean <= 0 or low <= 0 <= high else ("partly" if mean <= 0.01 else "no")
+    rows.append(
+        headline_row(
+            PAPER,
+            "One wide network is as accurate as an ensemble of narrow networks of the same "
+            "total last-layer width",
+            "test error (one wide model) − test error (K-seed narrow ensemble)",
+            "K ≥ 2, equal total width K·w; t-interval over (condition, w, K)",
+            diffs,
+            holds,
+            f"{diffs.size} comparisons; mean ensemble error "
+            f"{comparable['ensemble_error'].mean():.3f}, wide {comparable['wide_error'].mean():.3f}"
+            if diffs.size
+            else "no ensemble with a trained single model of the same total width",
+        )
+    )
+    return headline_table(rows)
+
+
+def summarise(
+    tables: Sequence[pd.DataFrame],
+    logits: Sequence[pd.DataFrame],
+    grids: Mapping[str, str],
+    primary: str,
+    thresholds: CloneThresholds | Mapping | None = None,
+    gap_method: str = "head",
+) -> dict[str, pd.DataFrame]:
+    """Every summary table of the stage: ``summary`` (one row per model), ``growth`` (per grid
+    and condition), ``conditions`` (per grid, condition and width), ``ensembles`` (per
+    condition, member width and K), ``gap`` (chunk test error − error_∞ of the primary grid's
+    models) and ``headline``."""
+    if gap_method not in ACCURACY_METHODS:
+        raise ValueError(f"gap_method must be one of {ACCURACY_METHODS}, not {gap_method!r}")
+    summary = clones_summary(tables, thresholds, grids)
+    growth = growth_fits(summary)
+    ensembles = ensembles_by_condition(logits)
+    main_models = summary.loc[summary["grid"] == primary, "model"]
+    gap = gap_by_condition(tables, ensembles, main_models) if len(ensembles) else pd.DataFrame()
+    return {
+        "summary": summary,
+        "growth": growth,
+        "conditions": conditions_table(summary),
+        "ensembles": ensembles,
+        "gap": gap,
+        "headline": headline(summary, growth, ensembles, gap, primary, gap_method),
+    }

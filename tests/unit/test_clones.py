@@ -501,3 +501,241 @@ def test_figures_are_drawn_from_the_tables(tmp_path):
     for name, fig in figures.items():
         save(fig, str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched estimators against one-chunk-at-a-time references
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ii_to_a_row_permutation_is_about_one():
+    """The same points in a random order: neighbourhoods carry no information either way."""
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(1000, 5))
+    shuffled = x[rng.permutation(1000)]
+    assert cl.information_imbalance(x, shuffled) == pytest.approx(1.0, abs=0.08)
+    assert cl.information_imbalance(shuffled, x) == pytest.approx(1.0, abs=0.08)
+
+
+@pytest.mark.parametrize("ties", ["average", "index"])
+def test_rank_matrix_is_the_definition(ties):
+    rng = np.random.default_rng(21)
+    x = rng.integers(0, 3, size=(12, 2)).astype(float)  # many tied distances
+    d = euclid(x)
+    ranks = cl.rank_matrix(torch.from_numpy(d), ties).numpy()
+    for i in range(12):
+        others = [k for k in range(12) if k != i]
+        for j in others:
+            if ties == "index":
+                expected = sorted(others, key=lambda k: (d[i, k], k)).index(j) + 1
+            else:
+                below = sum(d[i, k] < d[i, j] for k in others)
+                tied = sum(d[i, k] == d[i, j] for k in others if k != j)
+                expected = 1 + below + tied / 2
+            assert ranks[i, j] == expected
+
+
+@pytest.mark.parametrize("ties", ["average", "index"])
+def test_batched_chunk_imbalance_is_each_chunk_on_its_own(ties):
+    rng = np.random.default_rng(22)
+    # ReLU-like integer units: exact zeros and many exactly tied distances in both spaces
+    h = np.maximum(rng.integers(-3, 4, size=(80, 12)), 0).astype(float)
+    chunks = [c for size in (1, 3, 12) for c in cl.sample_chunks(12, size, 4, seed=1)]
+    to_full, from_full = cl.chunk_information_imbalance(h, chunks, ties)
+    for k, chunk in enumerate(chunks):
+        part = h[:, chunk]
+        assert to_full[k] == pytest.approx(imbalance_loops(part, h, ties), abs=1e-14)
+        assert from_full[k] == pytest.approx(imbalance_loops(h, part, ties), abs=1e-14)
+
+
+def test_batched_regression_is_scikit_learn_ridge_per_chunk():
+    rng = np.random.default_rng(23)
+    h = rng.normal(size=(260, 5)) @ rng.normal(size=(5, 10)) + 0.3 * rng.normal(size=(260, 10))
+    h[:, 7] = h[:, 2]  # an exact duplicate: collinear chunks
+    fit, ev = h[:180], h[180:]
+    chunks = [c for size in (1, 2, 4, 9) for c in cl.sample_chunks(10, size, 3, seed=2)]
+    r2, corr = cl.chunk_regression(fit, ev, chunks, n_corr=5)
+    for k, chunk in enumerate(chunks):
+        pred = Ridge(alpha=1e-8).fit(fit[:, chunk], fit).predict(ev[:, chunk])
+        assert r2[k] == pytest.approx(r2_score(ev, pred, multioutput="variance_weighted"), abs=1e-8)
+        if k < 5:
+            outside = np.setdiff1d(np.arange(10), chunk)
+            resid = (ev - pred)[:, outside]
+            resid = resid[:, resid.var(axis=0) > 1e-12 * ev.var(axis=0).mean()]
+            c = np.corrcoef(resid.T)
+            assert corr[k] == pytest.approx(np.abs(c[np.triu_indices(len(c), 1)]).mean(), abs=1e-6)
+        else:
+            assert np.isnan(corr[k])
+
+
+def test_batched_head_accuracy_matches_the_direct_computation_for_mixed_sizes():
+    rng = np.random.default_rng(24)
+    h, w, b = rng.normal(size=(90, 20)), rng.normal(size=(4, 20)), rng.normal(size=4)
+    y = rng.integers(0, 4, 90)
+    chunks = [c for size in (1, 5, 20) for c in cl.sample_chunks(20, size, 3, seed=3)]
+    plain, rescaled = cl.head_accuracies(h, y, w, b, chunks)
+    for k, chunk in enumerate(chunks):
+        logits = h[:, chunk] @ w[:, chunk].T
+        assert plain[k] == np.mean((logits + b).argmax(1) == y)
+        assert rescaled[k] == np.mean((20 / len(chunk) * logits + b).argmax(1) == y)
+
+
+def test_readouts_stop_once_every_chunk_fits_and_the_rule_carries_that_forward():
+    h, y = clone_layer(3, 4, 16, "copy", n=400)
+    config = cl.CloneConfig(n_accuracy_chunks=4, n_readout_chunks=4, n_r2_chunks=4, n_ii_chunks=2)
+    table = cl.per_model_table(
+        h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4), config
+    )
+    readout = table[(table["method"] == "readout") & (table["split"] == "train")]
+    fitted = readout.set_index("chunk_size")["mean"]
+    first = fitted[fitted == 1.0].index.min()
+    # nothing fitted between the first separable size and the full layer, which is always fitted
+    assert set(fitted.index) == {s for s in cl.chunk_sizes(64) if s <= first} | {64}
+    assert first < 32  # so at least one size (32) is skipped
+    never = dataclasses.replace(config, readout_stop=False)
+    full = cl.per_model_table(
+        h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4), never
+    )
+    all_sizes = full[(full["method"] == "readout") & (full["split"] == "train")]
+    assert set(all_sizes["chunk_size"]) == set(cl.chunk_sizes(64))
+    only_train = {"ii_max": None, "r2_min": None}
+    assert cl.clone_count(table, only_train)["clone_size"] == first
+    assert cl.clone_count(full, only_train)["clone_size"] == first
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary, conditions, ensembles and headline on hand-built tables
+# ----------------------------------------------------------------------------------------------
+
+
+def test_growth_exponent_and_gap_exponent_are_log_log_slopes():
+    widths = np.array([64, 128, 256, 512])
+    assert cl.growth_exponent(widths, widths / 32) == pytest.approx(1.0)
+    assert cl.growth_exponent(widths, np.full(4, 2.0)) == pytest.approx(0.0)
+    assert np.isnan(cl.growth_exponent([64, 64], [2, 2]))
+    sizes = np.array([1, 2, 4, 8, 16, 32])
+    gap = pd.DataFrame({"chunk_size": sizes, "layer_width": 32, "gap": 0.3 * sizes**-0.5})
+    assert cl.gap_exponent(gap) == pytest.approx(-0.5)  # the full layer (w = W) is left out
+    assert np.isnan(cl.gap_exponent(gap.assign(gap=-1.0)))
+
+
+def _model_table(model, width, seed, wd, variant, clone_size, train_error, depth=2):
+    """A per-model table whose rule gives exactly ``clone_size`` (Δ, R² and readout all cross
+    their thresholds there) and whose full network has ``train_error``."""
+    rows = []
+    for size in cl.chunk_sizes(width):
+        good = size >= clone_size
+        values = {
+            ("ii_chunk_to_full", "euclidean", "test"): 0.01 if good else 0.4,
+            ("r2", "ridge", "test"): 0.95 if good else 0.5,
+            ("accuracy", "readout", "train"): 1.0 if good else 0.8,
+            ("accuracy", "head", "train"): 1.0 - train_error if size == width else 0.5,
+            ("accuracy", "head", "test"): 0.9 - 0.4 / np.sqrt(size) if size < width else 0.9,
+        }
+        for (metric, method, split), value in values.items():
+            rows.append(
+                {"chunk_size": size, "metric": metric, "method": method, "split": split}
+                | {"mean": value, "std": 0.0, "n_chunks": 1}
+            )
+    table = pd.DataFrame(rows)
+    table["layer_width"] = width
+    columns = {"model": model, "dataset": "toy", "arch": "mlp", "width": width, "depth": depth}
+    columns |= {"weight_decay": wd, "seed": seed, "variant": variant}
+    front = pd.DataFrame({k: [v] * len(table) for k, v in columns.items()})
+    return pd.concat([front, table], axis=1)
+
+
+def _logits(width, seed, wd, variant, errors, n=200, depth=2):
+    """A logits table whose argmax is wrong exactly on the examples in ``errors``."""
+    labels = np.arange(n) % 4
+    logits = np.eye(4)[labels] * 2.0
+    logits[list(errors)] = np.eye(4)[(labels[list(errors)] + 1) % 4] * 3.0
+    table = cl.logits_table(logits, labels)
+    columns = {"model": f"m{width}-{seed}-{wd}-{variant}", "dataset": "toy", "arch": "mlp"}
+    columns |= {"width": width, "depth": depth, "weight_decay": wd, "seed": seed}
+    columns |= {"variant": variant}
+    for k, v in columns.items():
+        table[k] = v
+    return table
+
+
+def test_summarise_counts_clones_compares_conditions_and_writes_the_headline_contract():
+    from widthlab.headline import HEADLINE_COLUMNS
+
+    tables, grids = [], {}
+    for seed in (0, 1):
+        for width in (32, 64, 128, 256):
+            for wd, size in ((5e-4, 16), (0.0, width // 2)):  # wd: w_c* = 16 at every W
+                name = f"main-{width}-{seed}-{wd}"
+                tables.append(_model_table(name, width, seed, wd, None, size, 0.0))
+                grids[name] = "main"
+            name = f"early-{width}-{seed}"
+            tables.append(_model_table(name, width, seed, 5e-4, "early", width, 0.2))
+            grids[name] = "early"
+    logits = [_logits(32, s, 5e-4, None, range(s, 40 + s)) for s in range(4)]
+    logits.append(_logits(64, 0, 5e-4, None, range(30)))
+    logits.append(_logits(128, 0, 5e-4, None, range(10)))
+    out = cl.summarise(tables, logits, grids, "main")
+    summary = out["summary"].set_index("model")
+    assert summary.loc["main-256-0-0.0005", "clone_size"] == 16
+    assert summary.loc["main-256-0-0.0005", "n_clones"] == 16
+    assert summary.loc["main-256-0-0.0", "n_clones"] == 2
+    assert summary.loc["early-64-0", "grid"] == "early"
+    assert summary["interpolating"].sum() == 16 and not summary.loc["early-64-0", "interpolating"]
+    cond = out["conditions"]
+    assert len(cond) == 3 * 4 and (cond["n_models"] == 2).all()
+    headline = out["headline"]
+    assert list(headline.columns) == HEADLINE_COLUMNS
+    assert set(headline["holds"]) <= {"yes", "no", "partly", "n/a"}
+    rows = headline.set_index(headline["claim"].str.split(":").str[0].str[:20])
+    growth = headline.iloc[0]
+    # #clones = W / 16 at weight decay: exponent 1 in every (depth, seed) series
+    assert growth["value"] == pytest.approx(1.0) and growth["n"] == 2 and growth["holds"] == "yes"
+    interp = headline.iloc[1]  # log2(W/16) clones vs 1 clone when stopped early
+    assert (
+        interp["value"] == pytest.approx(np.mean(np.log2([2, 4, 8, 16])))
+        and interp["holds"] == "yes"
+    )
+    decay = headline.iloc[2]  # W/16 vs 2 clones
+    assert decay["value"] == pytest.approx(np.mean(np.log2([1, 2, 4, 8]))) and decay["n"] == 8
+    # ensembles: 4 seeds at width 32 with disjoint-ish errors; error_∞ is the 4-member ensemble
+    ens = out["ensembles"]
+    four = ens[(ens["width"] == 32) & (ens["members"] == 4)].iloc[0]
+    summed = sum(_logit_rows(t) for t in logits[:4])
+    assert four["ensemble_error"] == np.mean(summed.argmax(1) != np.arange(200) % 4)
+    assert (ens["error_infinity"] == four["ensemble_error"]).all()
+    two = ens[(ens["width"] == 32) & (ens["members"] == 2)].iloc[0]
+    assert two["wide_error"] == pytest.approx(30 / 200)
+    gap = out["gap"]
+    assert set(gap["model"]) <= {m for m, g in grids.items() if g == "main"}
+    assert (gap["error_infinity"] == four["ensemble_error"]).all()
+    assert len(rows) == 5
+
+
+def _logit_rows(table):
+    return table[[f"logit_{c}" for c in range(4)]].to_numpy()
+
+
+def test_headline_is_honest_with_one_model_per_condition():
+    tables = [
+        _model_table("a", 16, 0, 0.0, None, 16, 0.1),
+        _model_table("b", 32, 0, 0.0, None, 32, 0.1),
+    ]
+    logits = [_logits(16, 0, 0.0, None, range(20)), _logits(32, 0, 0.0, None, range(15))]
+    out = cl.summarise(tables, logits, {"a": "main", "b": "main"}, "main")
+    headline = out["headline"]
+    assert headline.iloc[0]["holds"] == "no"  # one clone at every width: exponent 0
+    assert np.isnan(headline.iloc[0]["ci_low"])
+    assert list(headline["holds"].iloc[1:3]) == ["n/a", "n/a"]  # no early grid, no weight decay
+    assert headline.iloc[4]["holds"] == "n/a"  # one seed: no ensemble of K ≥ 2
+
+
+def test_summarise_rejects_an_unknown_gap_method():
+    with pytest.raises(ValueError, match="gap_method"):
+        cl.summarise(
+            [_model_table("a", 16, 0, 0.0, None, 16, 0.0)],
+            [],
+            {"a": "main"},
+            "main",
+            gap_method="knn",
+        )

@@ -36,6 +36,15 @@ def _log2_x(axes) -> None:
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
 
 
+def _log2_xy(axes) -> None:
+    """Both axes on a log2 scale with plain-number labels (widths and clone counts are ×2)."""
+    for ax in np.ravel(axes):
+        for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+            scale("log", base=2)
+            axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(plt.NullFormatter())
+
+
 def _width_column(table: pd.DataFrame) -> str:
     return "layer_width" if "layer_width" in table.columns else "width"
 
@@ -159,10 +168,7 @@ def clone_growth(
                 ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.8)
                 if not np.isnan(c):
                     ax.axvline(c, color=colour, linestyle=":", linewidth=0.8)
-    grid.set(xscale="log", yscale="log")
-    for ax in grid.axes.flat:
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    _log2_xy(grid.axes)
     grid.set_axis_labels("width W", "#clones = W / w_c*")
     grid.figure.suptitle(title or "Number of clones vs width (lines: hinge fits)", y=1.03)
     return grid.figure
@@ -233,4 +239,93 @@ def ensembles(table: pd.DataFrame, title: str | None = None):
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.legend(fontsize=7, title="member width", title_fontsize=7)
     ax.set_title(title or "Narrow ensembles vs one wide model")
+    return fig
+
+
+def conditions(table: pd.DataFrame, title: str | None = None):
+    """Mean #clones against width for every grid and weight decay (one line each; range over
+    seeds as a band), a panel per depth: interpolating vs early-stopped, with vs without
+    weight decay."""
+    use_style()
+    data = table.copy()
+    data["condition"] = [
+        f"{g} · wd {wd:g}" for g, wd in zip(data["grid"], data["weight_decay"], strict=True)
+    ]
+    grid = sns.relplot(
+        data=data,
+        x="width",
+        y="n_clones",
+        hue="condition",
+        col="depth" if "depth" in data.columns else None,
+        kind="line",
+        marker="o",
+        markersize=4,
+        palette="colorblind",
+        height=2.8,
+        aspect=1.1,
+    )
+    _log2_xy(grid.axes)
+    grid.set_axis_labels("width W", "#clones = W / w_c* (mean over seeds)")
+    grid.figure.suptitle(title or "Number of clones by training condition", y=1.03)
+    return grid.figure
+
+
+def _match(table: pd.DataFrame, **values) -> pd.DataFrame:
+    for name, value in values.items():
+        if name in table.columns:
+            table = table[table[name] == value]
+    return table
+
+
+def stage_figures(
+    chunk_tables, tables: dict, primary: str, gap_method: str = "head"
+) -> dict[str, object]:
+    """The clones stage's figures, keyed by the summary rule's output names: chunk curves of the
+    primary grid at its largest weight decay and smallest depth, clone growth, conditions, the
+    ensembles of the condition with the most seeds and the ensemble gap."""
+    summary = tables["summary"]
+    main = summary[summary["grid"] == primary]
+    wd = float(main["weight_decay"].max())
+    depth = int(main["depth"].min())
+    chosen = set(_match(main, weight_decay=wd, depth=depth)["model"])
+    chunks = pd.concat(list(chunk_tables), ignore_index=True)
+    chunks = chunks[chunks["model"].isin(chosen)]
+    where = f"{primary}, depth {depth}, weight decay {wd:g}"
+    ens = tables["ensembles"]
+    ens_title = None
+    if len(ens):
+        best = ens.sort_values(["members", "total_width"]).iloc[-1]
+        keep = np.ones(len(ens), dtype=bool)
+        for name in ("dataset", "arch", "depth", "weight_decay", "variant"):
+            if name in ens.columns:
+                column = ens[name]
+                keep &= (column == best[name]).to_numpy() | (
+                    column.isna().to_numpy() & pd.isna(best[name])
+                )
+        ens = ens[keep]
+        ens_title = (
+            f"Narrow ensembles vs one wide model (depth {best['depth']}, "
+            f"wd {best['weight_decay']:g}), ε∞ = {best['error_infinity']:.3f}"
+        )
+    gap = tables["gap"]
+    if len(gap):
+        gap = gap[gap["model"].isin(set(_match(main, weight_decay=wd)["model"]))]
+    growth = tables["growth"]
+    return {
+        "chunk_accuracy": chunk_accuracy(chunks, f"Chunk accuracy ({where})"),
+        "chunk_similarity": chunk_similarity(chunks, f"Chunks vs the full layer ({where})"),
+        "clone_growth": clone_growth(main, growth[growth["grid"] == primary]),
+        "conditions": conditions(tables["conditions"]),
+        "ensembles": _or_empty(ens, lambda t: ensembles(t, ens_title)),
+        "ensemble_gap": _or_empty(gap, lambda t: ensemble_gap(t, gap_method)),
+    }
+
+
+def _or_empty(table: pd.DataFrame, draw):
+    if len(table):
+        return draw(table)
+    use_style()
+    fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
+    ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
     return fig
