@@ -352,6 +352,22 @@ def test_exact_spectrum_and_energy_boundaries():
     assert U.n_components([0, 0, 0]) == 0 and U.compressibility([0.0, 0.0]) == 1.0
 
 
+@pytest.mark.parametrize("samples", [5, 40])
+def test_spectrum_with_fewer_samples_than_units(samples):
+    x = np.random.default_rng(5).normal(size=(samples, 12)) @ np.diag(np.arange(1.0, 13.0))
+    reference = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
+    values = U.pca_spectrum(x)
+    assert values.shape == (12,)
+    np.testing.assert_allclose(values, np.clip(reference, 0, None), atol=1e-9)
+    assert U.n_components(values) <= samples - 1  # n samples span at most n − 1 directions
+
+
+def test_auto_batch_size():
+    model = random_mlp()
+    assert U.auto_batch_size(model) == U.AUTO_BATCH_ROWS["cpu"]
+    assert U.auto_batch_size(model, 77) == 77
+
+
 def test_duplicated_units_are_compressible():
     rng = np.random.default_rng(2)
     base = rng.normal(size=(300, 6))

@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
 from widthlab.plots import use_style
@@ -87,16 +86,22 @@ def _facets(table: pd.DataFrame) -> tuple[pd.DataFrame, list, list]:
     return table, _setups(table, axes), sorted(table["depth"].unique())
 
 
-def _facet_axes(table: pd.DataFrame, legend_width: float, xlabel: str, ylabel: str):
-    """A grid of titled, labelled axes (rows setup, columns depth) and per cell ``(ax, rows of
-    the cell)``."""
-    table, setups, depths = _facets(table)
+def _facet_axes(
+    table: pd.DataFrame, legend_width: float, xlabel: str, ylabel: str, rows: str | None = None
+):
+    """A grid of titled, labelled axes (rows: setup, or the values of column ``rows`` in order of
+    appearance; columns: depth) and per cell ``(ax, rows of the cell)``."""
+    if rows is None:
+        table, setups, depths = _facets(table)
+        rows = "setup"
+    else:
+        setups, depths = list(dict.fromkeys(table[rows])), sorted(table["depth"].unique())
     fig, axes = plt.subplots(
         len(setups),
         len(depths),
         figsize=(2.8 * len(depths) + legend_width, 2.3 * len(setups) + 0.4),
         squeeze=False,
-        sharex=True,
+        sharex="col",
         sharey=True,
         constrained_layout=True,
     )
@@ -109,8 +114,28 @@ def _facet_axes(table: pd.DataFrame, legend_width: float, xlabel: str, ylabel: s
                 ax.set_xlabel(xlabel)
             if c == 0:
                 ax.set_ylabel(ylabel)
-            cells.append((ax, table[(table["setup"] == setup) & (table["depth"] == depth)]))
+            cells.append((ax, table[(table[rows] == setup) & (table["depth"] == depth)]))
     return fig, axes, cells
+
+
+def _width_lines(ax, cell: pd.DataFrame, x: str, y: str, palette: dict, marker: float) -> None:
+    """One line per width: the mean over seeds of ``y`` against ``x``, with a min–max band."""
+    for width, rows in cell.groupby("width"):
+        per_model = rows.groupby(["seed", x])[y].mean().unstack(0)
+        mean = per_model.mean(axis=1)
+        colour = palette[int(width)]
+        ax.fill_between(
+            mean.index, per_model.min(axis=1), per_model.max(axis=1),
+            color=colour, alpha=0.2, linewidth=0,
+        )  # fmt: skip
+        ax.plot(mean.index, mean, marker="o", markersize=marker, color=colour,
+                label=str(int(width)))  # fmt: skip
+
+
+def _legend(fig, axes, title: str | None = "width") -> None:
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, title=title, loc="outside right center", fontsize=7)
 
 
 def ablation_curves_plot(tables: dict, scope: str = "all") -> plt.Figure:
@@ -125,20 +150,10 @@ def ablation_curves_plot(tables: dict, scope: str = "all") -> plt.Figure:
         curves, 1.2, "fraction of units zeroed", "agreement with intact net"
     )
     for ax, cell in cells:
-        for width, rows in cell.groupby("width"):
-            per_model = rows.groupby(["seed", "fraction"])["agreement"].mean().unstack(0)
-            mean = per_model.mean(axis=1)
-            ax.fill_between(
-                mean.index, per_model.min(axis=1), per_model.max(axis=1),
-                color=palette[int(width)], alpha=0.2, linewidth=0,
-            )  # fmt: skip
-            ax.plot(mean.index, mean, marker="o", markersize=2.5, color=palette[int(width)],
-                    label=str(int(width)))  # fmt: skip
+        _width_lines(ax, cell, "fraction", "agreement", palette, 2.5)
         ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
         ax.set_ylim(-0.02, 1.02)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, title="width", loc="outside right center", fontsize=7)
+    _legend(fig, axes)
     fig.suptitle("Random zero-ablation of all hidden layers (mean over orders and seeds)")
     return fig
 
@@ -249,45 +264,28 @@ def fractions_plot(tables: dict) -> plt.Figure:
 
 def per_layer_plot(tables: dict) -> plt.Figure:
     """Per layer: prunability when only that layer is ablated, and its PCA compressibility,
-    against the layer index, one line per width; columns depth, rows measure and weight decay."""
+    against the layer number, one line per width (mean over seeds, min–max band); columns depth,
+    rows measure and setup."""
     use_style()
     units = tables["units"]
     layers = with_setup(units[units["layer"] != "all"], setup_axes(units))
-    layers["layer"] = layers["layer_index"] + 1
+    layers["layer_number"] = layers["layer_index"] + 1
     long = layers.melt(
-        id_vars=["width", "depth", "setup", "seed", "layer"],
+        id_vars=["width", "depth", "setup", "seed", "layer_number"],
         value_vars=["prunability", "compressibility"],
         var_name="measure",
         value_name="fraction",
     )
     long["panel"] = long["measure"] + ", " + long["setup"]
-    grid = sns.relplot(
-        data=long,
-        x="layer",
-        y="fraction",
-        hue="width",
-        col="depth",
-        row="panel",
-        kind="line",
-        marker="o",
-        markersize=3,
-        errorbar=("pi", 100),
-        palette="viridis",
-        hue_norm=LogNorm(),
-        height=2.0,
-        aspect=1.3,
-        facet_kws={"sharex": False},
-    )
-    grid.set_titles("{row_name} | depth {col_name}", size=7)
-    for (_, depth), ax in zip(
-        [(r, c) for r in grid.row_names for c in grid.col_names], grid.axes.flat, strict=True
-    ):
+    palette = _width_palette(long["width"].unique())
+    fig, axes, cells = _facet_axes(long, 1.2, "hidden layer", "fraction", rows="panel")
+    for ax, cell in cells:
+        _width_lines(ax, cell, "layer_number", "fraction", palette, 3)
         ax.set_ylim(-0.02, 1.02)
-        n_layers = int(layers.loc[layers["depth"] == depth, "layer"].max())
-        ax.set_xlim(0.5, n_layers + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    grid.figure.suptitle("Per-layer prunability and compressibility", y=1.02)
-    return grid.figure
+    _legend(fig, axes)
+    fig.suptitle("Per-layer prunability (only that layer ablated) and PCA compressibility")
+    return fig
 
 
 SPLIT_PARTS = {
@@ -321,9 +319,7 @@ def split_plot(tables: dict) -> plt.Figure:
             )  # fmt: skip
             ax.set_xscale("log", base=2)
         ax.set_ylim(0, 1)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    _legend(fig, axes, None)
     fig.suptitle("Split of the units: prunable / redundant / non-redundant (whole network)")
     return fig
 
