@@ -112,14 +112,18 @@ def rbf_gram(x: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
     return torch.exp(sq / (-2 * threshold**2 * median))
 
 
-def gram(x: torch.Tensor, estimator: str, rbf_threshold: float = 1.0) -> torch.Tensor:
-    """The centred Gram a CKA estimator uses, from centred float64 features."""
-    if estimator == "linear":
-        return center_gram(x @ x.T)  # features are centred, so this is exact re-centring
-    if estimator in ("debiased", "minibatch"):
-        return u_center_gram(x @ x.T)
+def gram(
+    x: torch.Tensor, estimator: str, rbf_threshold: float = 1.0, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The centred Gram a CKA estimator uses, from centred float64 features (written into the
+    n×n tensor ``out`` when given, e.g. a row of a preallocated stack)."""
+    if estimator in ("linear", "debiased", "minibatch"):
+        product = x @ x.T if out is None else torch.matmul(x, x.T, out=out)
+        # features are centred, so centring again is exact
+        return center_gram(product) if estimator == "linear" else u_center_gram(product)
     if estimator == "rbf":
-        return center_gram(rbf_gram(x, rbf_threshold))
+        centred = center_gram(rbf_gram(x, rbf_threshold))
+        return centred if out is None else out.copy_(centred)
     raise ValueError(f"unknown CKA estimator {estimator!r}; choose one of {ESTIMATORS}")
 
 
@@ -145,9 +149,16 @@ def _check_layers(layers: Sequence[ArrayLike], name: str) -> int:
 
 
 def _stack(layers, idx, estimator, rbf_threshold, device) -> torch.Tensor:
-    return torch.stack(
-        [gram(features(layers[i], device), estimator, rbf_threshold).reshape(-1) for i in idx]
-    )
+    """Flattened centred Grams of the layers ``idx``, one row each, built in place."""
+    n = int(layers[idx[0]].shape[0])
+    out = torch.empty(len(idx), n * n, dtype=torch.float64, device=_device(device))
+    for row, i in enumerate(idx):
+        gram(features(layers[i], device), estimator, rbf_threshold, out=out[row].view(n, n))
+    return out
+
+
+def _squared_norms(stack: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(stack, dim=1).square()
 
 
 def _chunks(count: int, size: int) -> list[range]:
@@ -171,7 +182,7 @@ def _full_products(layers_a, layers_b, estimator, rbf_threshold, device, max_gra
     chunks_b = chunks_a if symmetric else _chunks(lb, per_chunk)
     for ia, block_a in enumerate(chunks_a):
         ga = _stack(layers_a, block_a, estimator, rbf_threshold, device)
-        self_a[block_a.start : block_a.stop] = (ga * ga).sum(dim=1).cpu()
+        self_a[block_a.start : block_a.stop] = _squared_norms(ga).cpu()
         for ib, block_b in enumerate(chunks_b):
             if symmetric and ib < ia:
                 continue
@@ -184,7 +195,7 @@ def _full_products(layers_a, layers_b, estimator, rbf_threshold, device, max_gra
             if symmetric:
                 cross[block_b.start : block_b.stop, block_a.start : block_a.stop] = product.T
             elif ia == 0:
-                self_b[block_b.start : block_b.stop] = (gb * gb).sum(dim=1).cpu()
+                self_b[block_b.start : block_b.stop] = _squared_norms(gb).cpu()
             del gb
         del ga
     return cross, self_a, self_a.clone() if symmetric else self_b
@@ -204,14 +215,15 @@ def _to_device_stack(layers, device, max_bytes):
 
 
 def _batch_stack(layers, idx, on_device, device) -> torch.Tensor:
-    grams = []
-    for x in layers:
+    m = len(idx)
+    out = torch.empty(len(layers), m * m, dtype=torch.float64, device=device)
+    for row, x in enumerate(layers):
         if on_device:
             rows = x[torch.as_tensor(idx, device=x.device)]
         else:
             rows = _flat(x)[idx] if isinstance(x, np.ndarray) else _flat(x)[torch.as_tensor(idx)]
-        grams.append(gram(features(rows, device), "minibatch").reshape(-1))
-    return torch.stack(grams)
+        gram(features(rows, device), "minibatch", out=out[row].view(m, m))
+    return out
 
 
 def _minibatch_products(layers_a, layers_b, batch_size, passes, seed, device, max_gram_bytes):
@@ -237,9 +249,9 @@ def _minibatch_products(layers_a, layers_b, batch_size, passes, seed, device, ma
             gb = ga if symmetric else _batch_stack(b, idx, b_dev, device)
             scale = 1.0 / (m * (m - 3))
             cross += (ga @ gb.T) * scale
-            self_a += (ga * ga).sum(dim=1) * scale
+            self_a += _squared_norms(ga) * scale
             if not symmetric:
-                self_b += (gb * gb).sum(dim=1) * scale
+                self_b += _squared_norms(gb) * scale
     if symmetric:
         self_b = self_a
     return cross.cpu(), self_a.cpu(), self_b.cpu()
@@ -1001,8 +1013,8 @@ def _slopes(table: pd.DataFrame, x: str, y: str, transform=np.log2) -> pd.DataFr
     return pd.DataFrame(rows, columns=["seed", "slope"])
 
 
-def _per_seed(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame.groupby("seed")[column].mean().to_numpy(dtype=float) if len(frame) else []
+def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return frame[column].to_numpy(dtype=float) if len(frame) else np.array([])
 
 
 def _verdict(values, positive: bool = True) -> str:
@@ -1038,9 +1050,10 @@ def headline(
     min_size: int,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """The stage's claims (one row each, :mod:`widthlab.headline` contract). Values are one per
-    seed (the mean over that seed's models), so ``n`` counts seeds and the CI is a t-interval
-    over seeds; :func:`_verdict` decides ``holds`` unless a row says otherwise."""
+    """The stage's claims (one row each, :mod:`widthlab.headline` contract). Every value comes
+    from independently trained networks: one per series (models of one seed that differ only in
+    the varied axis), per matched pair or per model, so ``n`` counts those and the CI is a
+    t-interval over them; :func:`_verdict` decides ``holds`` unless a row says otherwise."""
     from widthlab.headline import headline_row, headline_table
 
     est_name = estimator_name(estimator)
@@ -1049,7 +1062,7 @@ def headline(
     rows = []
 
     slopes = _slopes(deep, "width", "block_fraction")
-    values = _per_seed(slopes, "slope")
+    values = _values(slopes, "slope")
     rows.append(
         headline_row(
             PAPER,
@@ -1057,25 +1070,26 @@ def headline(
             "blocks of highly similar representations.",
             "slope of the fraction of layers inside blocks per doubling of width",
             f"{est_name}; blocks = runs of ≥ {min_size} layers with all-pairs CKA ≥ {threshold}; "
-            "OLS within groups, mean per seed, t-interval over seeds",
+            "OLS per series (one seed, all else equal), t-interval over series",
             values,
             _verdict(values),
-            f"per-seed slopes {_fmt(values)} over {len(slopes)} width series "
-            f"of models with ≥ {min_size} layers.",
+            f"slopes {_fmt(values)} of {len(slopes)} width series of models with "
+            f"≥ {min_size} layers.",
         )
     )
 
     slopes = _slopes(deep, "depth", "block_fraction")
-    values = _per_seed(slopes, "slope")
+    values = _values(slopes, "slope")
     rows.append(
         headline_row(
             PAPER,
             "Deeper networks develop a block structure as well.",
             "slope of the fraction of layers inside blocks per doubling of depth",
-            f"{est_name}; OLS within groups of equal width, mean per seed, t-interval over seeds",
+            f"{est_name}; OLS per series (one seed, equal width, all else equal), "
+            "t-interval over series",
             values,
             _verdict(values),
-            f"per-seed slopes {_fmt(values)} over {len(slopes)} depth series "
+            f"slopes {_fmt(values)} of {len(slopes)} depth series "
             f"(depths {sorted(deep['depth'].unique().tolist())}).",
         )
     )
@@ -1089,34 +1103,37 @@ def headline(
         small, large = fractions[np.argmin(sizes)], fractions[np.argmax(sizes)]
         diffs.append({"seed": sub["seed"].iloc[0], "diff": float(small - large)})
     diffs = pd.DataFrame(diffs, columns=["seed", "diff"])
-    values = _per_seed(diffs, "diff")
+    values = _values(diffs, "diff")
     rows.append(
         headline_row(
             PAPER,
             "Block structure appears when capacity is large relative to the training set: "
             "less training data gives more block structure at the same width and depth.",
             "fraction of layers inside blocks, smallest training set minus largest",
-            f"{est_name}; matched models (all else equal), mean per seed, t-interval over seeds",
+            f"{est_name}; pairs of models equal in all else, t-interval over pairs",
             values,
             _verdict(values),
-            f"per-seed differences {_fmt(values)} over {len(diffs)} matched pairs of models.",
+            f"mean difference {np.mean(values) if len(values) else np.nan:+.3f} over "
+            f"{len(diffs)} matched pairs; "
+            f"{int((values > 0).sum()) if len(values) else 0} positive.",
         )
     )
 
     has = main.dropna(subset=["pc1_share_in_blocks", "pc1_share_outside"])
     has = has.assign(diff=has["pc1_share_in_blocks"] - has["pc1_share_outside"])
-    values = _per_seed(has, "diff")
+    values = _values(has, "diff")
     rows.append(
         headline_row(
             PAPER,
             "Inside the block the first principal component explains a larger share of the "
             "variance than in the other layers.",
             "PC1 variance share, block layers minus other layers",
-            f"PCA of each layer's centred probe-set features; blocks from {est_name}",
+            f"PCA of each layer's centred probe-set features; blocks from {est_name}; "
+            "t-interval over models with a block",
             values,
             _verdict(values),
-            f"per-seed differences {_fmt(values)} over {len(has)} models with a block; "
-            f"mean PC1 share in blocks {has['pc1_share_in_blocks'].mean():.2f}, outside "
+            f"{len(has)} models with a block, {int((values > 0).sum())} of them higher "
+            f"inside; mean PC1 share in blocks {has['pc1_share_in_blocks'].mean():.2f}, outside "
             f"{has['pc1_share_outside'].mean():.2f}."
             if len(has)
             else "no model has both block layers and other layers.",
@@ -1129,14 +1146,14 @@ def headline(
             removed[["model", "block_fraction"]], on="model", suffixes=("", "_removed")
         )
         both = both.assign(diff=both["block_fraction_removed"] - both["block_fraction"])
-        values = _per_seed(both, "diff")
+        values = _values(both, "diff")
         before, after = both["block_fraction"].mean(), both["block_fraction_removed"].mean()
         verdict = _verdict(values, positive=False)
         if verdict == "yes" and not after < before / 2:
             verdict = "partly"  # falls, but the block does not go away
         detail = (
             f"block fraction {before:.2f} → {after:.2f} after removing PC1 "
-            f"({len(both)} models with a block); per-seed changes {_fmt(values)}."
+            f"({len(both)} models with a block; {int((values < 0).sum())} shrink)."
         )
     else:
         values, verdict = [], "n/a"
@@ -1147,7 +1164,7 @@ def headline(
             "Removing the first principal component from every layer removes the block.",
             "change in the fraction of layers inside blocks when PC1 is removed",
             f"{estimator_name(estimator + PC1_REMOVED_SUFFIX)} vs {est_name}; "
-            "yes = falls (CI < 0) to less than half",
+            "t-interval over models with a block; yes = falls (CI < 0) to less than half",
             values,
             verdict,
             detail,
@@ -1156,16 +1173,18 @@ def headline(
 
     has = main.dropna(subset=["cross_seed_cka_in_blocks", "cross_seed_cka_outside"])
     has = has.assign(diff=has["cross_seed_cka_outside"] - has["cross_seed_cka_in_blocks"])
-    values = _per_seed(has, "diff")
+    values = _values(has, "diff")
     rows.append(
         headline_row(
             PAPER,
             "Block layers are dissimilar across seeds, while the other layers are similar.",
             "cross-seed CKA of the same layer, other layers minus block layers",
-            f"{est_name} between seeds of one architecture, mean per seed, t-interval over seeds",
+            f"{est_name} between seeds of one architecture; t-interval over models with a "
+            "block (the two models of a seed pair share their cross-seed values)",
             values,
             _verdict(values),
-            f"per-seed differences {_fmt(values)} over {len(has)} models; cross-seed CKA in "
+            f"{len(has)} models, {int((values > 0).sum())} with lower CKA inside; "
+            "cross-seed CKA in "
             f"blocks {has['cross_seed_cka_in_blocks'].mean():.2f}, outside "
             f"{has['cross_seed_cka_outside'].mean():.2f}."
             if len(has)
@@ -1182,11 +1201,15 @@ def headline(
     for _, row in agreement[agreement["kind"] == "wide_vs_deep"].iterrows():
         base = baseline.get(_family(row["model_a"]), []) + baseline.get(_family(row["model_b"]), [])
         if base:
-            seed = int(row["model_a"].rsplit("-s", 1)[1].split("-")[0])
-            gaps.append({"seed": seed, "gap": float(np.mean(base) - row["agreement"])})
-    gaps = pd.DataFrame(gaps, columns=["seed", "gap"])
-    values = _per_seed(gaps, "gap")
-    arch = agreement.loc[agreement["kind"] == "wide_vs_deep", "agreement"]
+            gaps.append(
+                {
+                    "baseline": float(np.mean(base)),
+                    "agreement": float(row["agreement"]),
+                    "gap": float(np.mean(base) - row["agreement"]),
+                }
+            )
+    gaps = pd.DataFrame(gaps, columns=["baseline", "agreement", "gap"])
+    values = _values(gaps, "gap")
     rows.append(
         headline_row(
             PAPER,
@@ -1194,11 +1217,13 @@ def headline(
             "than two seeds of the same architecture.",
             "prediction agreement, seed pairs minus wide-vs-deep pairs",
             "fraction of probe examples with the same predicted class; per wide-vs-deep pair "
-            "against the mean seed-pair agreement of its two architectures",
+            "against the mean seed-pair agreement of its two architectures; t-interval over "
+            "pairs",
             values,
             _verdict(values),
-            f"agreement between seeds {seeds['agreement'].mean():.3f}, between wide and deep "
-            f"{arch.mean():.3f} ({len(gaps)} pairs with a seed baseline)."
+            f"agreement between seeds {gaps['baseline'].mean():.3f}, between wide and deep "
+            f"{gaps['agreement'].mean():.3f} ({len(gaps)} wide-vs-deep pairs, each against "
+            "the seed pairs of its two architectures)."
             if len(gaps)
             else "needs ≥ 2 seeds and wide-vs-deep pairs.",
         )

@@ -322,5 +322,23 @@ def test_train_size_claim_compares_matched_models():
     full = summary_rows({0: [0.2, 0.3], 1: [0.1, 0.3]})
     table = sim.headline(pd.concat([small, full]), *empty_errors(), "debiased", 0.9, 3)
     row = table[table["quantity"].str.contains("smallest training set")].iloc[0]
-    assert row["value"] == pytest.approx(np.mean([(0.4 + 0.5) / 2, (0.4 + 0.4) / 2]))
-    assert row["holds"] == "yes" and row["n"] == 2
+    assert row["value"] == pytest.approx(np.mean([0.4, 0.5, 0.4, 0.4]))  # one per matched pair
+    assert row["holds"] == "yes" and row["n"] == 4
+
+
+def test_agreement_claim_compares_each_pair_with_its_seed_baseline():
+    wide, deep = [mid(64, 2, s) for s in (0, 1)], [mid(16, 4, s) for s in (0, 1)]
+    agreement = pd.DataFrame(
+        [
+            {"kind": "seeds", "model_a": wide[0], "model_b": wide[1], "agreement": 0.96},
+            {"kind": "seeds", "model_a": deep[0], "model_b": deep[1], "agreement": 0.90},
+            {"kind": "wide_vs_deep", "model_a": wide[0], "model_b": deep[0], "agreement": 0.85},
+            {"kind": "wide_vs_deep", "model_a": wide[1], "model_b": deep[1], "agreement": 0.86},
+        ]
+    )
+    _, classes = empty_errors()
+    table = sim.headline(summary_rows({0: [0.0]}), agreement, classes, "debiased", 0.9, 3)
+    row = table[table["quantity"].str.startswith("prediction agreement")].iloc[0]
+    # baseline of each pair: mean of the seed-pair agreements of its two architectures = 0.93
+    assert row["value"] == pytest.approx(np.mean([0.93 - 0.85, 0.93 - 0.86]))
+    assert row["n"] == 2 and row["holds"] == "yes"  # 0.075 ± 12.71 · 0.005 excludes 0

@@ -26,7 +26,8 @@ def placeholder(title: str, message: str):
 
 
 def _size_label(value) -> str:
-    return "all" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    """Training-set size as a label: ``all`` for None / NaN, else the integer (200.0 → 200)."""
+    return "all" if value is None or pd.isna(value) else str(int(value))
 
 
 def _matrix(table: pd.DataFrame, row: str, col: str) -> np.ndarray:
@@ -123,6 +124,8 @@ def cross_model_heatmaps(table: pd.DataFrame, estimator: str = "debiased", max_p
         ax.set_title(f"{key['kind']}\n{key['model_a']}\nvs {key['model_b']}", fontsize=6)
         ax.set_ylabel("layer (A)", fontsize=7)
         ax.set_xlabel("layer (B)", fontsize=7)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if image is not None:
