@@ -249,6 +249,22 @@ def test_readout_separable_chunk_has_zero_training_error():
     assert test[0] > 0.85
 
 
+def test_readout_fit_is_scikit_learns_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(25)
+    x = rng.normal(size=(300, 6))
+    y = (x @ rng.normal(size=(6, 4)) + 1.5 * rng.normal(size=(300, 4))).argmax(1)  # overlapping
+    weight, bias = cl.fit_logistic(x, y, c=100.0, max_iter=500, tol=1e-8)
+    reference = LogisticRegression(C=100.0, max_iter=500, tol=1e-8).fit(x, y)
+    # the same objective: the same optimum (up to the optimiser's tolerance)
+    assert np.allclose(weight, reference.coef_.T, atol=1e-4)
+    assert np.allclose(
+        bias - bias.mean(), reference.intercept_ - reference.intercept_.mean(), atol=1e-4
+    )
+    assert np.array_equal((x @ weight + bias).argmax(1), reference.predict(x))
+
+
 # ----------------------------------------------------------------------------------------------
 # Clone size and count
 # ----------------------------------------------------------------------------------------------
