@@ -60,9 +60,11 @@ Activation atlas (:func:`atlas_table`)
 Summary and headline
     Per model the draws are averaged; slopes are per width doubling (OLS on log2 width) fitted
     per seed (and depth) and summarised by a t-interval over those fits. The matched comparison
-    fits target accuracy on log2 width *and* source test accuracy over all trained models
-    (OLS, 95 % interval from its standard error), i.e. the width effect at equal source
-    accuracy. A claim ``holds`` by :func:`verdict`.
+    fits target accuracy (and the last layer's reconstruction R² and kNN accuracy) on log2
+    width *and* source test accuracy over all trained models (OLS, 95 % interval from its
+    standard error), i.e. the width effect at equal source accuracy; with too few models, or
+    source accuracies that do not vary, it falls back to the plain slope without an interval.
+    A claim ``holds`` by :func:`verdict`.
 """
 
 from __future__ import annotations
@@ -71,14 +73,17 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-from scipy import stats
 
 from widthlab.grid import DataSpec, ModelSpec
-from widthlab.headline import headline_row, headline_table, t_interval
+
+# torch and scipy.stats (through widthlab.headline) are imported where they are used, so that
+# the atlas job, which needs neither, starts fast
+if TYPE_CHECKING:
+    import torch
 
 PAPER = "Gilboa & Gur-Ari 2019"
 BACKBONES = ("trained", "random")
@@ -224,6 +229,8 @@ def initial_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs):
     :func:`widthlab.models.build_model` before it draws anything else; this does the same inside
     ``torch.random.fork_rng``, so the caller's random state is left alone.
     """
+    import torch
+
     from widthlab.models import build_model
 
     with torch.random.fork_rng(devices=[]):
@@ -270,7 +277,6 @@ def in_source_space(target, source) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-@torch.no_grad()
 def features(
     model,
     x: np.ndarray,
@@ -280,6 +286,8 @@ def features(
     max_conv_positions: int = 16,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({tap: n × units float32}, logits n × C) of ``model`` on ``x``; conv maps pooled, flat."""
+    import torch
+
     from widthlab.activations import pool_positions
 
     device = torch.device(device)
@@ -288,7 +296,8 @@ def features(
     logits = []
     for start in range(0, len(x), batch_size):
         batch = torch.as_tensor(np.asarray(x[start : start + batch_size]), device=device)
-        out, taps = model(batch.float(), return_taps=True)
+        with torch.no_grad():
+            out, taps = model(batch.float(), return_taps=True)
         logits.append(out.float().cpu().numpy())
         for name in model.tap_names:
             tap = pool_positions(taps[name], max_conv_positions).flatten(1)
@@ -384,6 +393,8 @@ def thin_svd(x: torch.Tensor, rtol: float = 1e-12):
     """(U, s, Vᵀ) of ``x`` restricted to squared singular values > rtol · max, through the
     eigenvalues of the smaller Gram matrix (faster and steadier on CPU than a general SVD for
     the tall-or-wide, often rank-deficient feature matrices here)."""
+    import torch
+
     n, d = x.shape
     if n == 0 or d == 0:
         return x.new_zeros(n, 0), x.new_zeros(0), x.new_zeros(0, d)
@@ -412,6 +423,8 @@ def ridge_loo(
     test set. R² is variance weighted over target columns (NaN when the test targets are
     constant).
     """
+    import torch
+
     device = torch.device(device)
 
     def t(a):
@@ -599,6 +612,18 @@ def source_and_target(source_ds, target_ds) -> tuple[Split, Split]:
 # ---------------------------------------------------------------------------------------- atlas
 
 
+def atlas_activations(path: str, layer: str) -> tuple[str, np.ndarray]:
+    """(layer name, probe activations) of one tap of a layers.npz of the activation stage
+    (``last`` = its last tap). Reads the NPZ directly, without importing torch."""
+    from widthlab.io import ArtifactError, load_npz
+
+    arrays = load_npz(path, required=("tap_names",))
+    name = resolve_layer([str(t) for t in arrays["tap_names"]], layer)
+    if name not in arrays:
+        raise ArtifactError(f"{path}: layers.npz lacks the tap {name!r} that tap_names lists")
+    return name, arrays[name]
+
+
 def resolve_layer(tap_names: Sequence[str], layer: str) -> str:
     """``layer`` (a tap name, or ``last`` = the last hidden layer); an error naming the key."""
     taps = list(tap_names)
@@ -712,6 +737,8 @@ def feature_visualisation(
 ) -> np.ndarray:
     """Inputs x (one per row of ``targets``) that minimise ‖f(x) − a‖² / ‖a‖² + l2 · mean x²,
     f = the layer's activation, by Adam from small seeded noise; returns cells × prod(in_shape)."""
+    import torch
+
     device = torch.device(device)
     model = model.to(device).eval()
     for p in model.parameters():
@@ -849,6 +876,8 @@ def by_width(
     frame: pd.DataFrame, value: str, keys: Sequence[str], level: float = 0.95
 ) -> pd.DataFrame:
     """Mean of ``value`` over seeds with its t-interval per ``keys`` + depth + width."""
+    from widthlab.headline import t_interval
+
     keys = [k for k in ("depth", *keys, "width") if k in frame.columns]
     rows = []
     for group, sub in frame.groupby(keys, dropna=False, sort=True):
@@ -914,6 +943,8 @@ def seed_slopes(frame: pd.DataFrame, value: str) -> pd.DataFrame:
 def matched_slope(frame: pd.DataFrame, value: str, level: float = 0.95) -> dict:
     """OLS of ``value`` on log2 width and source accuracy (and depth when it varies):
     the width coefficient (per doubling at equal source accuracy) with its ``level`` interval."""
+    from scipy import stats
+
     frame = frame[
         np.isfinite(frame[value].astype(float)) & np.isfinite(frame["source_acc"].astype(float))
     ]
@@ -936,7 +967,7 @@ def matched_slope(frame: pd.DataFrame, value: str, level: float = 0.95) -> dict:
     }
     if n <= p or np.linalg.matrix_rank(design) < p:
         if n >= 2:
-            out["coef"] = slope(design[:, 1], y) if n else math.nan
+            out["coef"] = slope(design[:, 1], y)
         return out
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     resid = y - design @ beta
@@ -968,6 +999,8 @@ def _fmt(x: float) -> str:
 
 
 def _slope_row(claim: str, quantity: str, frame: pd.DataFrame, value: str) -> dict:
+    from widthlab.headline import headline_row, t_interval
+
     slopes = (
         seed_slopes(frame, value)["slope"].to_numpy(dtype=float) if len(frame) else np.array([])
     )
@@ -1001,6 +1034,35 @@ def atlas_purity(atlas: pd.DataFrame) -> pd.DataFrame:
     return model_frame(atlas).merge(purity[["model", "purity", "count"]], on="model")
 
 
+def _matched_row(
+    claim: str, quantity: str, frame: pd.DataFrame, value: str, control: pd.DataFrame | None = None
+) -> dict:
+    """A headline row from :func:`matched_slope`; ``control`` (the same quantity of the random
+    backbones) adds its mean per-seed slope to the detail, for comparison."""
+    from widthlab.headline import headline_row
+
+    matched = matched_slope(frame, value)
+    compare = ""
+    if control is not None and len(control):
+        slopes = seed_slopes(control, value)["slope"]
+        compare = f"; random backbones: slope {_fmt(float(slopes.mean()))} per doubling"
+    accuracy = frame["source_acc"] if len(frame) else pd.Series([math.nan])
+    row = headline_row(
+        PAPER,
+        claim,
+        quantity,
+        f"OLS {value} ~ log2 width + source_acc over trained models (+ depth when it varies), "
+        "95 % interval from its standard error",
+        [matched["coef"]],
+        verdict(matched["coef"], matched["ci_low"], matched["ci_high"]),
+        f"coefficient {_fmt(matched['coef'])} (95 % CI {_fmt(matched['ci_low'])} … "
+        f"{_fmt(matched['ci_high'])}) over {matched['n']} models with source accuracy "
+        f"{accuracy.min():.3f} … {accuracy.max():.3f}{compare}",
+    )
+    row.update(ci_low=matched["ci_low"], ci_high=matched["ci_high"], n=matched["n"])
+    return row
+
+
 def headline(
     summary: pd.DataFrame,
     gaps: pd.DataFrame,
@@ -1008,6 +1070,8 @@ def headline(
     atlas: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The stage's headline rows (see :func:`verdict` for ``holds``)."""
+    from widthlab.headline import headline_row, headline_table, t_interval
+
     shots = list(dict.fromkeys(summary["shots"])) if len(summary) else [ALL]
     full = ALL if ALL in shots else shots[-1]
     fewest = min((s for s in shots if s != ALL), key=int, default=full)
@@ -1024,23 +1088,16 @@ def headline(
             "target_acc",
         )
     ]
-    matched = matched_slope(trained, "target_acc")
-    holds = verdict(matched["coef"], matched["ci_low"], matched["ci_high"])
-    row = headline_row(
-        PAPER,
-        "Target accuracy rises with width at equal source test accuracy",
-        "width coefficient of target accuracy with source test accuracy held fixed (per doubling)",
-        "OLS target_acc ~ log2 width + source_acc over trained models, 95 % interval from its "
-        "standard error",
-        [matched["coef"]],
-        holds,
-        f"coefficient {_fmt(matched['coef'])} (95 % CI {_fmt(matched['ci_low'])} … "
-        f"{_fmt(matched['ci_high'])}) over {matched['n']} models; source accuracy "
-        f"{_fmt(trained['source_acc'].min()) if len(trained) else 'nan'} … "
-        f"{_fmt(trained['source_acc'].max()) if len(trained) else 'nan'}",
+    rows.append(
+        _matched_row(
+            "Target accuracy rises with width at equal source test accuracy",
+            "width coefficient of target accuracy with source test accuracy held fixed "
+            "(per doubling)",
+            trained,
+            "target_acc",
+            random,
+        )
     )
-    row.update(ci_low=matched["ci_low"], ci_high=matched["ci_high"], n=matched["n"])
-    rows.append(row)
     rows.append(
         _slope_row(
             f"The width advantage holds for few-shot transfer ({fewest} examples per class)",
@@ -1086,27 +1143,36 @@ def headline(
             "target_acc",
         )
     )
-    last = info[_is_last(info) & (info["backbone"] == "trained")] if len(info) else info
-    recon = last[(last["measure"] == "recon_r2") & (last["images"] == "source")].rename(
-        columns={"value": "recon_r2"}
+    last_all = info[_is_last(info)] if len(info) else info
+    last, last_random = (last_all[last_all["backbone"] == b] for b in BACKBONES)
+    source = trained[["model", "source_acc"]]
+    recon = last[(last["measure"] == "recon_r2") & (last["images"] == "source")]
+    recon_random = last_random[
+        (last_random["measure"] == "recon_r2") & (last_random["images"] == "source")
+    ].rename(columns={"value": "recon_r2"})
+    knn_random = last_random[last_random["measure"] == "knn_acc"].rename(
+        columns={"value": "knn_acc"}
     )
     rows.append(
-        _slope_row(
-            "Wider hidden states hold more information about the input",
+        _matched_row(
+            "At equal source accuracy, wider hidden states hold more information about the input",
             "held-out ridge R² reconstructing the source test images from the last hidden layer "
-            "(trained) per width doubling",
-            recon,
+            "(trained), width coefficient at fixed source accuracy (per doubling)",
+            recon.rename(columns={"value": "recon_r2"}).merge(source, on="model"),
             "recon_r2",
+            recon_random,
         )
     )
-    knn = last[last["measure"] == "knn_acc"].rename(columns={"value": "knn_acc"})
+    knn = last[last["measure"] == "knn_acc"]
     rows.append(
-        _slope_row(
-            "Wider hidden states hold more information about labels the model was not trained on",
-            "kNN accuracy of the target labels from the last hidden layer (trained) per width "
-            "doubling",
-            knn,
+        _matched_row(
+            "At equal source accuracy, wider hidden states hold more information about labels "
+            "the model was not trained on",
+            "kNN accuracy of the target labels from the last hidden layer (trained), width "
+            "coefficient at fixed source accuracy (per doubling)",
+            knn.rename(columns={"value": "knn_acc"}).merge(source, on="model"),
             "knn_acc",
+            knn_random,
         )
     )
     if atlas is not None and len(atlas):

@@ -1,21 +1,20 @@
 """Rule transfer_atlas: 2-D embedding of one layer's probe activations, gridded into cells."""
 
-from widthlab.activations import load_layers, resolve_device
 from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.provenance import Job
-from widthlab.transfer import AtlasConfig, atlas_table, resolve_layer
+from widthlab.transfer import AtlasConfig, atlas_activations, atlas_table
 
 job = Job.from_snakemake(snakemake)
 cfg = AtlasConfig.from_dict(snakemake.params.settings)
 spec = parse_model_id(snakemake.wildcards.model)
-layers = load_layers(snakemake.input.layers)
+layer, activations = atlas_activations(snakemake.input.layers, cfg.layer)
 dataset = load_dataset(snakemake.input.data)
-layer = resolve_layer(list(layers), cfg.layer)
 model, device = None, "cpu"
-if cfg.feature_visualisation:
+if cfg.feature_visualisation:  # only then torch and the model are needed
     import torch
 
+    from widthlab.activations import resolve_device
     from widthlab.models import load_model
 
     torch.set_num_threads(max(1, snakemake.threads))
@@ -24,7 +23,7 @@ if cfg.feature_visualisation:
 job.seed, job.device = spec.seed, str(device)
 table = atlas_table(
     spec,
-    layers[layer],
+    activations,
     dataset.y_probe,
     dataset.x_probe,
     layer,

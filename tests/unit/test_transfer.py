@@ -418,6 +418,14 @@ def test_matched_slope_removes_a_width_effect_that_goes_through_source_accuracy(
     assert matched["ci_low"] > 0 and matched["n"] == 20
 
 
+def test_matched_slope_falls_back_to_the_plain_slope_without_an_interval():
+    two = pd.DataFrame({"width": [16, 32], "source_acc": [0.9, 0.95], "v": [0.5, 0.6]})
+    matched = T.matched_slope(two, "v")
+    assert matched["coef"] == pytest.approx(0.1) and math.isnan(matched["ci_low"])
+    flat = pd.DataFrame({"width": [16, 32, 64, 128], "source_acc": 0.9, "v": [0.5, 0.6, 0.7, 0.8]})
+    assert T.matched_slope(flat, "v")["coef"] == pytest.approx(0.1)
+
+
 def test_verdict_rule():
     assert T.verdict(0.1, 0.05, 0.2) == "yes"
     assert T.verdict(0.1, -0.05, 0.2) == "partly"
