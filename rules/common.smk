@@ -139,3 +139,20 @@ def stages_run(stages):
 
 def all_targets():
     return [path for stage in stages_run(TARGETS) for path in TARGETS[stage]]
+
+
+def joint_inputs(wildcards):
+    """The cross-paper analysis reads whichever pairs of stages this run has."""
+    inputs = {"prune_clone": PATHS.table("joint", "prune_vs_clone")}
+    run = set(stages_run(TARGETS))
+    deep = [m for m in analysis_models("similarity") if parse_model_id(m).depth >= 3]
+    if {"similarity", "units"} <= run and deep:  # blocks need 3 layers
+        inputs["blocks"] = PATHS.summary("similarity_blocks")
+        inputs["layers"] = PATHS.summary("similarity_layers")
+        inputs["units"] = [PATHS.table("units", m) for m in deep]
+    if {"transfer", "clones"} <= run:
+        inputs["gaps"] = PATHS.summary("transfer_gaps")
+        inputs["clones"] = [
+            PATHS.table("clones", m) for m in analysis_models("transfer")
+        ]
+    return inputs

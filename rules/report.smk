@@ -3,6 +3,7 @@
 
 PAPER_STAGES = ("similarity", "transfer", "units", "bottleneck", "clones")  # papers 1-5
 HEADLINE_CATEGORY = "0. Headline: what width does here"
+JOINT_CATEGORY = "6. Across papers: the same models, questions none of the papers asked"
 
 
 rule headline:
@@ -11,6 +12,7 @@ rule headline:
             lambda w: {
                 s: PATHS.summary(f"{s}_headline") for s in stages_run(PAPER_STAGES)
             }
+            | {"joint": rules.joint_summary.output.headline},
         ),
     output:
         table=PATHS.summary("headline"),
@@ -52,4 +54,29 @@ rule joint_prune_clone:
         "../workflow_scripts/report_joint_prune_clone.py"
 
 
-TARGETS["report"] = [rules.headline.output.table, rules.joint_prune_clone.output[0]]
+rule joint_summary:
+    input:
+        unpack(joint_inputs),
+    output:
+        headline=PATHS.summary("joint_headline"),
+        layers=PATHS.summary("joint_layers"),
+        transfer_clones=PATHS.summary("joint_transfer_clones"),
+        figure=report(
+            PATHS.figure("joint", "joint"),
+            caption="../report/report/joint.rst",
+            category=JOINT_CATEGORY,
+        ),
+    log:
+        PATHS.log("joint_summary"),
+    benchmark:
+        PATHS.benchmark("joint_summary")
+    conda:
+        CONDA_ENV
+    params:
+        estimator=analysis("similarity").get("width_estimator", "debiased"),
+        thresholds=canonical(analysis("clones").get("thresholds", {})),
+    script:
+        "../workflow_scripts/report_joint_summary.py"
+
+
+TARGETS["report"] = [rules.headline.output.table]

@@ -34,6 +34,7 @@ import torch
 from scipy import stats
 
 from widthlab.clones import chunk_regression, last_hidden, sample_chunks
+from widthlab.headline import headline_row, headline_table, t_interval
 from widthlab.units import masked_agreement, tap_sizes
 
 DEFAULT_KEPT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -186,3 +187,172 @@ def prune_vs_clone_models(
     table = pd.concat(parts, ignore_index=True)
     leading = list(parts[0].columns[len(SUBSET_COLUMNS) :])
     return table[leading + SUBSET_COLUMNS]
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers: blocks, PC1 and prunability (Nguyen × Casper)
+# ----------------------------------------------------------------------------------------------
+
+MODEL_KEYS = ["model", "width", "depth", "train_size", "weight_decay", "seed"]
+
+
+def block_layers(blocks: pd.DataFrame, estimator: str) -> set[tuple[str, int]]:
+    """(model, layer index) of every layer inside a detected block of ``estimator``."""
+    rows = blocks[blocks["estimator"] == estimator]
+    return {
+        (model, layer)
+        for model, start, end in zip(rows["model"], rows["start"], rows["end"], strict=True)
+        for layer in range(int(start), int(end) + 1)
+    }
+
+
+def layer_table(
+    blocks: pd.DataFrame, layers: pd.DataFrame, units: pd.DataFrame, estimator: str
+) -> pd.DataFrame:
+    """One row per (model, hidden layer) of models in both stages: ``in_block`` (inside a block of
+    ``estimator``), ``pc1_share`` (similarity) and the layer's ``prunability`` and
+    ``compressibility`` (units, per-layer ablation curve)."""
+    inside = block_layers(blocks, estimator)
+    per_layer = units[units["scope"] == "layer"][
+        ["model", "layer", "prunability", "compressibility"]
+    ].rename(columns={"layer": "name"})
+    table = layers[[*MODEL_KEYS, "layer", "name", "pc1_share"]].merge(
+        per_layer, on=["model", "name"], how="inner", validate="one_to_one"
+    )
+    table.insert(table.columns.get_loc("name") + 1, "in_block", False)
+    table["in_block"] = [
+        (m, int(i)) in inside for m, i in zip(table["model"], table["layer"], strict=True)
+    ]
+    return table
+
+
+def layer_contrasts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model with layers both inside and outside blocks: the mean of each quantity inside
+    minus outside (``pc1_share``, ``prunability``, ``compressibility``)."""
+    rows = []
+    for _, group in table.groupby("model", sort=True):
+        inside, outside = group[group["in_block"]], group[~group["in_block"]]
+        if inside.empty or outside.empty:
+            continue
+        row = group.iloc[0][MODEL_KEYS].to_dict()
+        row.update(layers_in_block=len(inside), layers_outside=len(outside))
+        for quantity in ("pc1_share", "prunability", "compressibility"):
+            row[f"{quantity}_in"] = inside[quantity].mean()
+            row[f"{quantity}_out"] = outside[quantity].mean()
+            row[f"{quantity}_diff"] = row[f"{quantity}_in"] - row[f"{quantity}_out"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models: transfer and clones (Gilboa × Doimo)
+# ----------------------------------------------------------------------------------------------
+
+
+def transfer_clone_table(
+    gaps: pd.DataFrame, clone_tables: dict[str, pd.DataFrame], thresholds, shots: str = "all"
+) -> pd.DataFrame:
+    """Per transfer model: target accuracy of its trained backbone (``shots`` per class), the
+    trained − random gap, source accuracy, and its clone count (Doimo's rule, ``thresholds``) on
+    the source task."""
+    from widthlab.clones import clone_count
+
+    rows = gaps[gaps["shots"].astype(str) == str(shots)]
+    counts = pd.DataFrame(
+        [
+            {"model": model, **clone_count(table, thresholds)}
+            for model, table in clone_tables.items()
+        ]
+    )
+    keep = [*MODEL_KEYS, "trained_acc", "random_acc", "gap", "source_acc"]
+    return rows[keep].merge(
+        counts[["model", "clone_size", "n_clones"]], on="model", how="inner", validate="one_to_one"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The three answers, in the headline contract
+# ----------------------------------------------------------------------------------------------
+
+PAPER = "Across papers (this run)"
+
+
+def _verdict(values) -> str:
+    """For a claim that a quantity is positive: yes when its t-interval over the values lies
+    above 0, partly when only its mean does, no otherwise; n/a with fewer than 2 values."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 2:
+        return "n/a"
+    low, _ = t_interval(finite)
+    if low > 0:
+        return "yes"
+    return "partly" if finite.mean() > 0 else "no"
+
+
+def joint_headline(
+    prune_clone: pd.DataFrame | None,
+    layers: pd.DataFrame | None,
+    transfer_clones: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """One headline row per joint question that this run has the tables for."""
+    rows = []
+    if prune_clone is not None and len(prune_clone):
+        per_model = prune_vs_clone_summary(prune_clone)
+        rho = per_model[per_model["kept_fraction"].isna()]["rho"].to_numpy()
+        rows.append(
+            headline_row(
+                PAPER,
+                "Casper's prunable units are Doimo's redundant ones: a kept subset of the last "
+                "layer that reconstructs the whole layer (clones) also keeps the predictions.",
+                "Spearman ρ(agreement, ridge R²) over kept subsets of equal size",
+                "mean over kept fractions per model; t-interval over models",
+                rho,
+                _verdict(rho),
+                f"ρ = {np.nanmean(rho):+.2f} over {np.isfinite(rho).sum()} models "
+                f"(range {np.nanmin(rho):+.2f} … {np.nanmax(rho):+.2f}).",
+            )
+        )
+    if layers is not None and len(layers):
+        contrasts = layer_contrasts(layers)
+        for quantity, claim in (
+            ("pc1_share", "CKA blocks coincide with the layers where PC1 dominates."),
+            ("prunability", "CKA blocks coincide with the layers whose units are most prunable."),
+        ):
+            diff = contrasts[f"{quantity}_diff"].to_numpy() if len(contrasts) else np.array([])
+            detail = (
+                f"in-block minus other layers {np.mean(diff):+.3f} over {len(diff)} models with "
+                f"a block (in {contrasts[f'{quantity}_in'].mean():.3f}, "
+                f"out {contrasts[f'{quantity}_out'].mean():.3f})."
+                if len(diff)
+                else "no model has layers both inside and outside a block."
+            )
+            rows.append(
+                headline_row(
+                    PAPER,
+                    claim,
+                    f"{quantity} inside − outside blocks",
+                    "per model with a block; t-interval over models",
+                    diff,
+                    _verdict(diff),
+                    detail,
+                )
+            )
+    if transfer_clones is not None and len(transfer_clones) >= 3:
+        rho = spearman(transfer_clones["trained_acc"], transfer_clones["n_clones"])
+        by_width = transfer_clones.groupby("width")[["trained_acc", "n_clones"]].mean()
+        rows.append(
+            headline_row(
+                PAPER,
+                "Transfer accuracy tracks the number of clones in the source model.",
+                "Spearman ρ(target accuracy, #clones) over transfer models",
+                "one ρ over models (width is a common cause: see the figure)",
+                [rho],
+                "n/a"
+                if not np.isfinite(rho)
+                else ("yes" if rho > 0.5 else "partly" if rho > 0 else "no"),
+                f"ρ = {rho:+.2f} over {len(transfer_clones)} models; over width means "
+                f"ρ = {spearman(by_width['trained_acc'], by_width['n_clones']):+.2f}.",
+            )
+        )
+    return headline_table(rows)

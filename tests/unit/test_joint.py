@@ -4,6 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
+from widthlab import joint
 from widthlab.joint import (
     kept_subsets,
     prune_vs_clone_summary,
@@ -80,3 +81,72 @@ def test_spearman_is_undefined_for_constant_or_tiny_samples():
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
     assert np.isnan(spearman([1, 2], [2, 1]))
     assert spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+
+
+def model_rows(model, depth, **values):
+    return {
+        "model": model,
+        "width": 8,
+        "depth": depth,
+        "train_size": None,
+        "weight_decay": 0.0,
+        "seed": 0,
+        **values,
+    }
+
+
+def test_layers_in_any_block_are_marked_and_contrasted_with_the_rest():
+    blocks = pd.DataFrame(
+        [
+            {"model": "a", "estimator": "debiased", "start": 1, "end": 2},
+            {"model": "a", "estimator": "linear", "start": 0, "end": 3},  # another estimator
+        ]
+    )
+    layers = pd.DataFrame(
+        [
+            model_rows("a", 4, layer=i, name=f"h{i + 1}", pc1_share=s)
+            for i, s in enumerate([0.1, 0.6, 0.8, 0.3])
+        ]
+    )
+    units = pd.DataFrame(
+        [
+            {
+                "model": "a",
+                "layer": f"h{i + 1}",
+                "scope": "layer",
+                "prunability": p,
+                "compressibility": 0.5,
+            }
+            for i, p in enumerate([0.2, 0.5, 0.7, 0.4])
+        ]
+        + [
+            {
+                "model": "a",
+                "layer": "all",
+                "scope": "network",
+                "prunability": 0.3,
+                "compressibility": 0.5,
+            }
+        ]
+    )
+    table = joint.layer_table(blocks, layers, units, "debiased")
+    assert table["in_block"].tolist() == [False, True, True, False]
+    contrast = joint.layer_contrasts(table).iloc[0]
+    assert contrast["pc1_share_diff"] == pytest.approx((0.6 + 0.8) / 2 - (0.1 + 0.3) / 2)
+    assert contrast["prunability_diff"] == pytest.approx(0.6 - 0.3)
+    assert contrast["layers_in_block"] == 2 and contrast["layers_outside"] == 2
+
+
+def test_models_without_layers_outside_a_block_have_no_contrast():
+    table = pd.DataFrame(
+        [model_rows("b", 3, in_block=True, pc1_share=0.5, prunability=0.5, compressibility=0.5)]
+    )
+    assert joint.layer_contrasts(table).empty
+
+
+@pytest.mark.parametrize(
+    ("values", "verdict"),
+    [([0.5, 0.6, 0.7], "yes"), ([0.9, -0.5], "partly"), ([-0.2, -0.3], "no"), ([0.4], "n/a")],
+)
+def test_joint_verdicts_follow_the_t_interval(values, verdict):
+    assert joint._verdict(values) == verdict
