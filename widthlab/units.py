@@ -621,16 +621,25 @@ MODEL_SETTINGS = {
     "batch_size": None,
     "seed": 0,
 }
-# rows per forward pass when batch_size is None: cache-sized on CPU (measured fastest on digits
-# MLPs: 2048 rows took half the time of 32768), large on a GPU
-AUTO_BATCH_ROWS = {"cpu": 2048, "cuda": 65536}
+# batch_size None: as many rows per forward pass as keep the largest tap's activations within
+# this many bytes (CPU: cache-sized; 2048 rows of a 512-unit layer ran in half the time of 32768
+# on the digits MLPs), at most AUTO_BATCH_MAX_ROWS
+AUTO_BATCH_BYTES = {"cpu": 4 << 20, "cuda": 1 << 30}
+AUTO_BATCH_MAX_ROWS = 1 << 16
 
 
-def auto_batch_size(model: torch.nn.Module, batch_size: int | None = None) -> int:
-    """``batch_size``, or when None the :data:`AUTO_BATCH_ROWS` of the model's device type."""
+@_no_grad
+def auto_batch_size(model: torch.nn.Module, x, batch_size: int | None = None) -> int:
+    """``batch_size``, or when None the rows per pass that keep the largest tap of one example
+    times the rows within :data:`AUTO_BATCH_BYTES` of the model's device type (float32), between
+    1 and :data:`AUTO_BATCH_MAX_ROWS`."""
     if batch_size is not None:
         return int(batch_size)
-    return AUTO_BATCH_ROWS.get(model_device(model).type, AUTO_BATCH_ROWS["cpu"])
+    device = model_device(model)
+    _, taps = model(_as_tensor(x[:1], device), return_taps=True)
+    largest = max(int(tap[0].numel()) for tap in taps.values()) * 4
+    budget = AUTO_BATCH_BYTES.get(device.type, AUTO_BATCH_BYTES["cpu"])
+    return int(min(AUTO_BATCH_MAX_ROWS, max(1, budget // largest)))
 
 
 def fraction_grid(fractions: int | Sequence[float]) -> list[float]:
@@ -719,11 +728,11 @@ def analyse_model(
         raise ValueError(f"unknown units settings {unknown}; known: {sorted(MODEL_SETTINGS)}")
     if len(x) < 2:
         raise ValueError(f"the units analysis needs at least 2 examples, got {len(x)}")
-    batch_size = auto_batch_size(model, s["batch_size"])
+    batch_size = auto_batch_size(model, x, s["batch_size"])
     curves = ablation_curves(
         model, x, fraction_grid(s["fractions"]), s["orders"], seed, batch_size, True
     )
-    samples = unit_sample_sets(model, x, s["max_rows"], seed)
+    samples = unit_sample_sets(model, x, s["max_rows"], seed, batch_size)
     redundancy = redundancy_table(samples, s["energy"], s["corr_threshold"], s["max_rows"], seed)
     table = per_model_table(curves, redundancy, s["threshold"], s["redundancy_rule"], columns)
     table["examples"] = len(x)
@@ -939,9 +948,9 @@ EFFECT_MEASURES = ("prunable_fraction", "redundant_fraction", "prunable_share")
 EFFECT_COLUMNS = [
     "axis", "baseline", "level", "measure", "pairs", "baseline_mean", "level_mean", "diffs"
 ]  # fmt: skip
-# series axes that are training factors (compared level by level at matched width and seed);
-# dataset, arch, depth and bottleneck are the architecture / task, not a training factor
-NOT_FACTORS = ("dataset", "arch", "depth", "bottleneck")
+# series axes compared level by level at matched width and seed (training factors, and the
+# dataset variant: random labels); arch, depth and bottleneck are the architecture
+NOT_FACTORS = ("arch", "depth", "bottleneck")
 
 
 def factor_axes() -> list[str]:

@@ -363,9 +363,16 @@ def test_spectrum_with_fewer_samples_than_units(samples):
 
 
 def test_auto_batch_size():
-    model = random_mlp()
-    assert U.auto_batch_size(model) == U.AUTO_BATCH_ROWS["cpu"]
-    assert U.auto_batch_size(model, 77) == 77
+    x = np.zeros((3, 5), dtype=np.float32)
+    assert U.auto_batch_size(random_mlp(), x, 77) == 77
+    # widest tap 12 floats = 48 bytes a row: 4 MiB / 48 B > the row cap
+    assert U.auto_batch_size(random_mlp(), x) == U.AUTO_BATCH_MAX_ROWS
+    # 1024 units = 4 KiB a row: 1024 rows in 4 MiB
+    assert U.auto_batch_size(random_mlp(sizes=(5, 1024, 9)), x) == (4 << 20) // 4096
+    # a conv map of 6 channels × 6 × 6 positions = 864 bytes an example
+    cnn = TinyCNN(channels=(4, 6)).eval()
+    maps = np.zeros((2, 1, 6, 6), dtype=np.float32)
+    assert U.auto_batch_size(cnn, maps) == (4 << 20) // (6 * 36 * 4)
 
 
 def test_duplicated_units_are_compressible():
@@ -471,35 +478,62 @@ def test_growth_table_flags_series_that_are_not_doublings():
 # --- figures from tables ---------------------------------------------------------------------
 
 
-def test_figures_are_drawn_from_tables(tmp_path):
-    from widthlab.plots import save
-    from widthlab.plots import units as P
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(40, 5)).astype(np.float32)
+def stage_tables(models):
+    """The figure tables of the stage from random MLPs; ``models`` = [(width, depth, axes)]."""
+    x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
     curves, tables = [], []
-    for depth in (1, 2):
-        for wd in (0.0, 5e-4):
-            for seed in (0, 1):
-                for width in (4, 8, 16):
-                    model = random_mlp(sizes=(5, *[width] * depth), classes=3, seed=seed)
-                    cols = ModelSpec(
-                        DataSpec("digits"), "mlp", width, depth, weight_decay=wd, seed=seed
-                    ).columns()
-                    c = U.ablation_curves(model, x, orders=2, seed=seed)
-                    red = U.redundancy_table(U.layer_activations(model, x))
-                    tables.append(U.per_model_table(c, red, columns=cols))
-                    curves.append(c.assign(**cols))
+    for width, depth, axes in models:
+        seed = axes.get("seed", 0)
+        model = random_mlp(sizes=(5, *[width] * depth), classes=3, seed=seed)
+        cols = ModelSpec(DataSpec("digits"), "mlp", width, depth, **axes).columns()
+        c = U.analyse_model(model, x, settings={"orders": 2}, columns=cols, seed=seed)
+        tables.append(c[0])
+        curves.append(c[1])
     summary = U.summary_table(tables)
-    stage = {
+    return {
         "curves": pd.concat(curves, ignore_index=True),
         "units": pd.concat(tables, ignore_index=True),
         "summary": summary,
-        "growth": U.growth_table(summary),
+        "growth": U.growth_table(summary, None),
     }
+
+
+def draw_all(stage, tmp_path):
+    from widthlab.plots import save
+    from widthlab.plots import units as P
+
+    figures = {}
     for name, figure in P.FIGURES.items():
-        path = save(figure(stage), str(tmp_path / f"{name}.png"))
-        assert (tmp_path / f"{name}.png").stat().st_size > 5000, path
+        fig = figure(stage)
+        figures[name] = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+        save(fig, str(tmp_path / f"{name}.png"))
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000, name
+    return figures
+
+
+def test_figures_are_drawn_from_tables(tmp_path):
+    models = [
+        (width, depth, {"weight_decay": wd, "seed": seed})
+        for depth in (1, 2)
+        for wd in (0.0, 5e-4)
+        for seed in (0, 1)
+        for width in (4, 8, 16)
+    ]
+    legends = draw_all(stage_tables(models), tmp_path)
+    assert legends["ablation_curves"] == ["4", "8", "16"]
+    assert legends["split"][0] == "prunable"
+
+
+def test_figures_of_a_mixed_grid(tmp_path):
+    """Setups that exist at one depth only (dropout at depth 1) and width series that differ."""
+    models = [(w, 1, {"dropout": do}) for do in (0.0, 0.5) for w in (8, 16, 32)]
+    models += [(w, 2, {}) for w in (4, 8)]
+    stage = stage_tables(models)
+    from widthlab.plots.units import setup_axes
+
+    assert setup_axes(stage["units"]) == ["dropout"]
+    legends = draw_all(stage, tmp_path)
+    assert legends["ablation_curves"] == ["4", "8", "16", "32"]  # from every panel
 
 
 # --- the per-model analysis end to end -----------------------------------------------------------

@@ -114,7 +114,10 @@ def _facet_axes(
                 ax.set_xlabel(xlabel)
             if c == 0:
                 ax.set_ylabel(ylabel)
-            cells.append((ax, table[(table[rows] == setup) & (table["depth"] == depth)]))
+            cell = table[(table[rows] == setup) & (table["depth"] == depth)]
+            if cell.empty:  # e.g. a setup trained at one depth only
+                ax.set_axis_off()
+            cells.append((ax, cell))
     return fig, axes, cells
 
 
@@ -133,8 +136,16 @@ def _width_lines(ax, cell: pd.DataFrame, x: str, y: str, palette: dict, marker: 
 
 
 def _legend(fig, axes, title: str | None = "width") -> None:
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
+    """One figure legend of every labelled line of every panel (widths in numeric order)."""
+    entries = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    labels = list(entries)
+    if all(label.isdigit() for label in labels):
+        labels.sort(key=int)
+    if labels:
+        handles = [entries[label] for label in labels]
         fig.legend(handles, labels, title=title, loc="outside right center", fontsize=7)
 
 
