@@ -34,7 +34,18 @@ import pandas as pd
 import torch
 from torch import nn
 
+from widthlab.bottleneck_jobs import (  # noqa: F401  (the stage's settings, re-exported)
+    REGIME_DEFAULTS,
+    bottleneck_index,
+    job_names,
+    job_settings,
+    linear_settings,
+)
+
 KERNEL_DTYPE = torch.float64
+# the NTK baselines are closed forms: their steps to a threshold are found up to this many times
+# the simulated steps, so a speed-up is defined even when the lazy limit is far too slow
+CLOSED_FORM_HORIZON = 1000
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,18 +235,24 @@ class KernelDynamics:
 
     def steps_to_threshold(self, threshold: float, max_steps: int) -> float:
         """First integer step with train loss ≤ threshold (loss is monotone); NaN if > max_steps."""
-        if float(self.train_loss([0])[0]) <= threshold:
-            return 0.0
-        if float(self.train_loss([max_steps])[0]) > threshold:
-            return float("nan")
-        lo, hi = 0, int(max_steps)  # loss(lo) > threshold ≥ loss(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if float(self.train_loss([mid])[0]) <= threshold:
-                hi = mid
-            else:
-                lo = mid
-        return float(hi)
+        return first_step_below(lambda t: float(self.train_loss([t])[0]), threshold, max_steps)
+
+
+def first_step_below(loss_at, threshold: float, max_steps: int) -> float:
+    """First integer step t ≤ ``max_steps`` with ``loss_at(t) ≤ threshold`` for a loss that does
+    not increase with t (bisection); NaN if there is none."""
+    if loss_at(0) <= threshold:
+        return 0.0
+    if loss_at(int(max_steps)) > threshold:
+        return float("nan")
+    lo, hi = 0, int(max_steps)  # loss(lo) > threshold ≥ loss(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if loss_at(mid) <= threshold:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
 
 
 def kernel_dynamics(
@@ -310,11 +327,6 @@ def steps_to_threshold(losses: Sequence[float], threshold: float) -> float:
 # --------------------------------------------------------------------------------------------
 # Finite networks in NTK parameterisation
 # --------------------------------------------------------------------------------------------
-
-
-def bottleneck_index(depth: int) -> int:
-    """0-based hidden layer that holds the bottleneck (``depth // 2``, as arch ``bmlp``)."""
-    return depth // 2
 
 
 def hidden_widths(width: int, depth: int, k: int | None = None) -> list[int]:
@@ -783,6 +795,7 @@ def train_bottleneck_limit(
 # The study on real data
 # --------------------------------------------------------------------------------------------
 
+VARIANTS = ("ntk", "finite", "bottleneck", "limit")
 CURVE_COLUMNS = ["variant", "width", "k", "seed", "step", "split", "loss", "accuracy"]
 KERNEL_COLUMNS = ["variant", "width", "k", "seed", "step", "lambda_max", "kernel_change"]
 SUMMARY_COLUMNS = [
@@ -881,6 +894,7 @@ def run_study(
     curve_points: int = 40,
     dtype=torch.float32,
     log=None,
+    variants: Sequence[str] = VARIANTS,
 ) -> dict[str, pd.DataFrame]:
     """NTK limit vs finite nets with and without a bottleneck, all trained with the same step.
 
@@ -902,8 +916,14 @@ def run_study(
     * ``kernel``: variant, width, k, seed, step, lambda_max, kernel_change (empirical NTK on the
       first ``kernel_subset`` training examples; the NTK variant is constant)
     * ``summary``: one row per run (see ``SUMMARY_COLUMNS``)
+
+    ``variants`` selects which of :data:`VARIANTS` to run (the stage runs them as separate jobs;
+    the step size and threshold depend only on the data and the NTK, so every job agrees).
     """
     log = log or (lambda msg: None)
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     x_train = np.asarray(x_train).reshape(len(x_train), -1)
     x_test = np.asarray(x_test).reshape(len(x_test), -1)
     n = len(x_train)
@@ -944,7 +964,7 @@ def run_study(
     align = target_alignment(gram_b, np.asarray(y_test)) if gram_b is not None else np.nan
     if ntk_init not in ("mean", "sample"):
         raise ValueError(f"ntk_init must be 'mean' or 'sample', got {ntk_init!r}")
-    for seed in [0] if ntk_init == "mean" else seeds:
+    for seed in ([0] if ntk_init == "mean" else seeds) if "ntk" in variants else []:
         t0 = time.perf_counter()
         f0 = None if ntk_init == "mean" else gp_sample(k_all, ytr.shape[1], seed=seed)
         f0_tr, f0_te = (None, None) if f0 is None else (f0[:n], f0[n:])
@@ -976,7 +996,10 @@ def run_study(
                 "seed": seed,
                 "lr": lr,
                 "threshold": threshold,
-                "steps_to_threshold": dyn.steps_to_threshold(threshold, steps),
+                # closed form: exact also beyond the simulated steps (see CLOSED_FORM_HORIZON)
+                "steps_to_threshold": dyn.steps_to_threshold(
+                    threshold, CLOSED_FORM_HORIZON * steps
+                ),
                 "diverged_at": np.nan,
                 "final_train_loss": last.loc["train", "loss"],
                 "final_test_loss": last.loc["test", "loss"],
@@ -995,9 +1018,10 @@ def run_study(
     jobs = []
     for width in widths:
         if finite_no_bottleneck and not (finite_max_width and width > finite_max_width):
-            jobs += [("finite", width, None, seed) for seed in seeds]
-        jobs += [("bottleneck", width, k, seed) for k in bottlenecks for seed in seeds]
-    if limit_decoder_width and linear_bottleneck:
+            jobs += [("finite", width, None, seed) for seed in seeds if "finite" in variants]
+        if "bottleneck" in variants:
+            jobs += [("bottleneck", width, k, seed) for k in bottlenecks for seed in seeds]
+    if limit_decoder_width and linear_bottleneck and "limit" in variants:
         jobs += [("limit", limit_decoder_width, k, seed) for k in bottlenecks for seed in seeds]
     common = dict(
         sigma_w2=sigma_w2,
@@ -1048,10 +1072,14 @@ def run_study(
             f"test loss={run.summary['final_test_loss']:.4g}, {seconds:.1f}s"
         )
     return {
-        "curves": _tidy(pd.concat(curves, ignore_index=True), CURVE_COLUMNS),
-        "kernel": _tidy(pd.concat(kernels, ignore_index=True), KERNEL_COLUMNS),
+        "curves": _tidy(_concat(curves), CURVE_COLUMNS),
+        "kernel": _tidy(_concat(kernels), KERNEL_COLUMNS),
         "summary": _tidy(pd.DataFrame(summaries), SUMMARY_COLUMNS),
     }
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1094,9 +1122,10 @@ def reduced_linear(x, y, a0, b0, eta_a: float, eta_b: float, steps: int, record=
     return {"loss": losses, "product": torch.stack(products)}
 
 
-def linear_regression_gd(x, y, m0, eta: float, steps: int) -> np.ndarray:
+def linear_regression_gd(x, y, m0, eta: float, steps: int, at=None) -> np.ndarray:
     """GD on ``1/(2N) Σ ‖M x_i − y_i‖²`` (the infinitely wide deep linear net without bottleneck,
-    η = lr·L/d₀), in closed form by the eigendecomposition of XᵀX/N; loss at every step."""
+    η = lr·L/d₀), in closed form by the eigendecomposition of XᵀX/N; loss at every step
+    0..steps, or at the steps ``at`` (any, also beyond ``steps``)."""
     x = torch.as_tensor(x, dtype=KERNEL_DTYPE)
     y = torch.as_tensor(y, dtype=KERNEL_DTYPE)
     n = len(x)
@@ -1112,10 +1141,21 @@ def linear_regression_gd(x, y, m0, eta: float, steps: int) -> np.ndarray:
     m_star = torch.linalg.lstsq(x, y).solution.T
     e0 = (m0 - m_star) @ vec  # C × d0, in the eigenbasis
     floor = float(_linear_loss(x @ m_star.T, y))
-    t = torch.arange(steps + 1, dtype=KERNEL_DTYPE)[:, None]
+    t = np.arange(steps + 1) if at is None else np.asarray(at, dtype=np.float64)
+    t = torch.as_tensor(t, dtype=KERNEL_DTYPE)[:, None]
     factor = torch.pow((1 - eta * lam.clamp_min(0))[None, :], t)  # T × d0
     loss = floor + 0.5 * (factor**2 * (lam[None, :] * (e0**2).sum(0)[None, :])).sum(1)
     return loss.numpy()
+
+
+def _linear_ntk_steps(x, y, m0, eta: float, threshold: float, steps: int) -> float:
+    """Steps of :func:`linear_regression_gd` to ``threshold``, closed form, up to
+    :data:`CLOSED_FORM_HORIZON` × ``steps``."""
+
+    def loss_at(t):
+        return float(linear_regression_gd(x, y, m0, eta, 0, at=[t])[0])
+
+    return first_step_below(loss_at, threshold, CLOSED_FORM_HORIZON * steps)
 
 
 def simulate_linear_net(
@@ -1227,7 +1267,9 @@ def run_linear_study(
     end-to-end factors, so both share the initial condition), and optionally the simulated
     width-``width`` net itself. Steps to ``threshold_fraction`` × initial NTK loss (absolute).
     Returns ``linear_curves`` (target, variant, k, seed, step, loss) and ``linear_summary``
-    (target, variant, k, seed, steps_to_threshold, final_loss, max_rel_error vs simulation).
+    (target, variant, k, width (of the simulated net), seed, steps_to_threshold, final_loss,
+    max_rel_error vs simulation). The NTK's steps to the threshold come from its closed form
+    (up to :data:`CLOSED_FORM_HORIZON` × ``steps``).
     """
     record = log_steps(steps, curve_points)
     total = enc_layers + dec_layers
@@ -1239,7 +1281,8 @@ def run_linear_study(
             threshold = threshold_fraction * base
             # the lazy limit starts from a Gaussian end-to-end matrix (a GP with kernel x·x′/d₀)
             m0 = np.random.default_rng([seed, 1]).standard_normal((y.shape[1], dim)) / dim**0.5
-            ntk_loss = linear_regression_gd(x, y, m0, lr * total / dim, steps)
+            eta_ntk = lr * total / dim
+            ntk_loss = linear_regression_gd(x, y, m0, eta_ntk, steps)
             curves.append(
                 pd.DataFrame({"step": record, "loss": ntk_loss[record]}).assign(
                     target=target, variant="ntk", k=pd.NA, seed=seed
@@ -1252,7 +1295,7 @@ def run_linear_study(
                     "k": pd.NA,
                     "seed": seed,
                     "threshold": threshold,
-                    "steps_to_threshold": steps_to_threshold(ntk_loss, threshold),
+                    "steps_to_threshold": _linear_ntk_steps(x, y, m0, eta_ntk, threshold, steps),
                     "final_loss": ntk_loss[-1],
                     "max_rel_error": np.nan,
                 }
@@ -1295,6 +1338,7 @@ def run_linear_study(
                             "steps_to_threshold": steps_to_threshold(loss, threshold),
                             "final_loss": loss[-1],
                             "max_rel_error": err if variant == "simulated" else np.nan,
+                            "width": width if variant == "simulated" else pd.NA,
                         }
                     )
     cols_c = ["target", "variant", "k", "seed", "step", "loss"]
@@ -1302,6 +1346,7 @@ def run_linear_study(
         "target",
         "variant",
         "k",
+        "width",
         "seed",
         "threshold",
         "steps_to_threshold",
@@ -1312,3 +1357,428 @@ def run_linear_study(
         "linear_curves": _tidy(pd.concat(curves, ignore_index=True), cols_c),
         "linear_summary": _tidy(pd.DataFrame(summary), cols_s),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: tasks, per-job study parts, effects and the headline
+# --------------------------------------------------------------------------------------------
+
+PAPER = "Littwin et al. 2021"
+EFFECT_KEYS = ["regime", "variant", "width", "k"]
+EFFECT_METRICS = [
+    "steps_to_threshold",
+    "speedup",
+    "final_train_loss",
+    "final_test_loss",
+    "final_test_acc",
+    "test_loss_ratio",
+    "alignment_init",
+    "alignment_trained",
+    "alignment_gain",
+    "cka_init_trained",
+    "representation_change",
+    "kernel_change",
+    "lambda_max_init",
+    "lambda_max_peak",
+]
+EFFECT_COLUMNS = [*EFFECT_KEYS, "metric", "n", "mean", "ci_low", "ci_high"]
+# 1 − CKA(init, trained) above this counts as a changed representation (the lazy NTK has 0;
+# wide nets without a bottleneck stay below ~1e-3 at the default settings)
+REPRESENTATION_TOLERANCE = 0.02
+
+
+def prepare_task(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    n_train: int,
+    n_test: int,
+    target: str = "onehot",
+    component: int = 0,
+    scale: float = 1.0,
+):
+    """The first ``n_train`` training and ``n_test`` test examples (flattened float64) and their
+    targets (:func:`make_targets`; the principal components come from the kept training inputs).
+    """
+    for name, n, have in (("n_train", n_train, len(x_train)), ("n_test", n_test, len(x_test))):
+        if not 1 <= n <= have:
+            raise ValueError(f"{name}={n} is not in 1..{have} (examples in that split)")
+    xtr = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)[:n_train]
+    xte = np.asarray(x_test, dtype=np.float64).reshape(len(x_test), -1)[:n_test]
+    ytr, yte = make_targets(
+        xtr,
+        np.asarray(y_train)[:n_train],
+        xte,
+        np.asarray(y_test)[:n_test],
+        target,
+        component,
+        scale,
+    )
+    return xtr, ytr, xte, yte
+
+
+def tag_regime(tables: dict[str, pd.DataFrame], regime: str) -> dict[str, pd.DataFrame]:
+    """The tables with a leading ``regime`` column."""
+    return {name: df.assign(regime=regime)[["regime", *df.columns]] for name, df in tables.items()}
+
+
+def add_run_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-run derived metrics against the NTK of the same regime.
+
+    * ``speedup`` = NTK steps to the threshold / this run's (> 1: faster than the NTK limit;
+      NaN where either never reached it within the steps)
+    * ``test_loss_ratio`` = final test loss / the NTK's (< 1: generalises better)
+    * ``alignment_gain`` = alignment with the target after − before training
+    * ``representation_change`` = 1 − CKA(bottleneck at init, trained) (0 for the NTK)
+    """
+    runs = runs.copy()
+    ntk = runs[runs.variant == "ntk"].groupby("regime")
+    ntk_steps = runs.regime.map(ntk.steps_to_threshold.mean())
+    ntk_test = runs.regime.map(ntk.final_test_loss.mean())
+    runs["speedup"] = ntk_steps / runs.steps_to_threshold.where(runs.steps_to_threshold > 0)
+    runs["test_loss_ratio"] = runs.final_test_loss / ntk_test
+    runs["alignment_gain"] = runs.alignment_trained - runs.alignment_init
+    runs["representation_change"] = 1.0 - runs.cka_init_trained
+    return runs
+
+
+def effects_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean and ``level`` t-interval over seeds of every :data:`EFFECT_METRICS` column, per
+    regime, variant, width and k (long: one row per metric; ``n`` counts finite values)."""
+    from widthlab.headline import t_interval
+
+    runs = add_run_metrics(runs) if "speedup" not in runs else runs
+    rows = []
+    for key, group in runs.groupby(EFFECT_KEYS, dropna=False, sort=True):
+        for metric in EFFECT_METRICS:
+            values = group[metric].to_numpy(dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            low, high = t_interval(finite, level)
+            mean = float(finite.mean()) if len(finite) else np.nan
+            rows.append((*key, metric, len(finite), mean, low, high))
+    table = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    for col in ("width", "k"):
+        table[col] = table[col].astype("Int64")
+    return table
+
+
+def _verdict_above(values, bound: float) -> str:
+    """yes: the 95 % t-interval of the mean lies above ``bound``; partly: the mean does (or one
+    value); no: otherwise (also when no value is finite)."""
+    from widthlab.headline import t_interval
+
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return "no"
+    low, _ = t_interval(values)
+    if len(values) >= 2 and low > bound:
+        return "yes"
+    return "partly" if values.mean() > bound else "no"
+
+
+def _per_k(rows: pd.DataFrame, column: str) -> dict:
+    return {int(k): g[column].to_numpy(dtype=np.float64) for k, g in rows.groupby("k")}
+
+
+def _fmt_per_k(per_k: dict, missing: str = "diverged", digits: int = 3) -> str:
+    """``k=1: 0.5, k=4: 0.7 (1 of 2 seeds)``; ``missing`` names why a value is NaN."""
+    parts = []
+    for k, v in per_k.items():
+        finite = v[np.isfinite(v)]
+        if not len(finite):
+            parts.append(f"k={k}: {missing}")
+            continue
+        count = "" if len(finite) == len(v) else f" ({len(finite)} of {len(v)} seeds)"
+        parts.append(f"k={k}: {finite.mean():.{digits}g}{count}")
+    return ", ".join(parts)
+
+
+def regime_headline(runs: pd.DataFrame, regime: str) -> list[dict]:
+    """Headline rows of one regime, from the widest bottleneck width (rules in each detail).
+
+    * acceleration: speed-up (NTK steps / bottleneck steps to the same absolute train loss)
+      of the best k (largest mean over seeds, only k whose seeds all reached the threshold);
+      yes if its 95 % t-interval lies above 1, partly if its mean does, n/a if the NTK never
+      reached the threshold.
+    * attribution (only with a no-bottleneck net of the widest width): its steps / the best
+      k's, paired by seed; yes if the interval lies above 1 (finite width alone also leaves the
+      lazy regime, so an acceleration counts as the bottleneck's only if it beats this net).
+    * representation change: 1 − CKA(init, trained) of the bottleneck at the smallest k; yes if
+      its interval lies above :data:`REPRESENTATION_TOLERANCE` (the NTK's is 0).
+    * target alignment: gain of the bottleneck Gram's centred alignment with the target Gram at
+      the smallest k; yes if its interval lies above 0.
+    * kernel change returns to the lazy limit as k grows: yes if the mean relative NTK change
+      falls strictly with k, partly if it is lower at the largest k than at the smallest.
+    * generalisation: final test loss / the NTK's at the best k (lowest mean); yes if the
+      interval lies below 1, partly if the mean does.
+    """
+    from widthlab.headline import headline_row
+
+    runs = add_run_metrics(runs[runs.regime == regime])
+    ntk = runs[runs.variant == "ntk"]
+    bottle = runs[runs.variant == "bottleneck"]
+    finite = runs[runs.variant == "finite"]
+    if bottle.empty or ntk.empty:
+        return []
+    width = int(bottle.width.max())
+    bottle = bottle[bottle.width == width]
+    ks = sorted(int(k) for k in bottle.k.unique())
+    k_min = ks[0]
+    small = bottle[bottle.k == k_min]
+    ntk_steps = float(ntk.steps_to_threshold.mean())
+    threshold = float(ntk.threshold.iloc[0])
+    where = f"{regime}, bottleneck width {width}"
+    fin_ref, fin_speed = "", ""
+    if len(finite):
+        fw = int(finite.width.max())
+        fin = finite[finite.width == fw]
+        fin_ref = f"; no bottleneck width {fw}: {fin.representation_change.mean():.3g}"
+        fin_speed = f"; no bottleneck width {fw}: {fin.speedup.mean():.3g}"
+    rows = []
+
+    speed = _per_k(bottle, "speedup")
+    complete = {k: v for k, v in speed.items() if np.isfinite(v).all() and len(v)}
+    best = max(complete, key=lambda k: complete[k].mean()) if complete else k_min
+    holds = "n/a" if not np.isfinite(ntk_steps) else _verdict_above(complete.get(best, []), 1.0)
+    rows.append(
+        headline_row(
+            PAPER,
+            f"[{regime}] A finite bottleneck in an infinitely wide network trains faster than "
+            "the NTK limit (implicit acceleration).",
+            f"speed-up to train loss ≤ {threshold:.3g} (NTK steps / bottleneck steps), best k",
+            "ratio of steps to an absolute loss at the same step size; t-interval over seeds",
+            complete.get(best, []),
+            holds,
+            f"{where}: NTK needs {ntk_steps:.0f} steps; speed-up "
+            f"{_fmt_per_k(speed, 'never reached')} (best k={best}){fin_speed}",
+        )
+    )
+    same = finite[finite.width == width].set_index("seed").steps_to_threshold
+    if len(same):
+        b = bottle[bottle.k == best].set_index("seed").steps_to_threshold
+        ratio = (same / b.where(b > 0)).dropna().to_numpy(dtype=np.float64) if len(b) else []
+        ratio = np.asarray(ratio, dtype=np.float64)
+        rows.append(
+            headline_row(
+                PAPER,
+                f"[{regime}] The speed-up is the bottleneck's: a bottleneck net trains faster than "
+                "the net of the same width without one.",
+                f"steps of the no-bottleneck net / steps of the bottleneck net (k={best}), "
+                f"width {width}",
+                "ratio of steps to the same absolute loss, paired by seed; t-interval over seeds",
+                ratio,
+                "n/a" if not len(ratio) else _verdict_above(ratio, 1.0),
+                f"{where}: no-bottleneck net {same.mean():.0f} steps "
+                f"({int(same.notna().sum())} of {len(same)} seeds reached), bottleneck k={best} "
+                f"{b.mean():.0f} steps; NaN pairs left out",
+            )
+        )
+    rep = small.representation_change.to_numpy(dtype=np.float64)
+    rows.append(
+        headline_row(
+            PAPER,
+            f"[{regime}] The bottleneck learns features: its representation moves away from "
+            "its initialisation, unlike the lazy NTK limit.",
+            f"1 − linear CKA(bottleneck at init, trained), test set, k={k_min}",
+            "linear CKA (biased HSIC); t-interval over seeds",
+            rep,
+            _verdict_above(rep, REPRESENTATION_TOLERANCE),
+            f"{where}: 1 − CKA {_fmt_per_k(_per_k(bottle, 'representation_change'))}"
+            f" (NTK 0; tolerance {REPRESENTATION_TOLERANCE}){fin_ref}",
+        )
+    )
+    gain = small.alignment_gain.to_numpy(dtype=np.float64)
+    rows.append(
+        headline_row(
+            PAPER,
+            f"[{regime}] Training aligns the bottleneck representation with the target.",
+            f"gain in centred alignment of the bottleneck Gram with the target Gram, k={k_min}",
+            "centred kernel alignment, trained − init; t-interval over seeds",
+            gain,
+            _verdict_above(gain, 0.0),
+            f"{where}: alignment init → trained "
+            + ", ".join(
+                f"k={k}: {g.alignment_init.mean():.3g} → {g.alignment_trained.mean():.3g}"
+                for k, g in bottle.groupby("k")
+            )
+            + f" (NTK {float(ntk.alignment_init.mean()):.3g}, fixed)",
+        )
+    )
+    change = bottle.groupby("k").kernel_change.mean().sort_index()
+    if len(change) >= 2 and change.notna().all():
+        if (np.diff(change.to_numpy()) < 0).all():
+            holds = "yes"
+        else:
+            holds = "partly" if change.iloc[-1] < change.iloc[0] else "no"
+    else:
+        holds = "n/a"
+    rows.append(
+        headline_row(
+            PAPER,
+            f"[{regime}] The NTK moves during training with a bottleneck and returns to the "
+            "fixed (lazy) kernel as k grows.",
+            f"relative NTK change ‖Θ_T − Θ_0‖/‖Θ_0‖, k={k_min}",
+            "empirical NTK on the first training examples; t-interval over seeds",
+            small.kernel_change.to_numpy(dtype=np.float64),
+            holds,
+            f"{where}: kernel change {_fmt_per_k(_per_k(bottle, 'kernel_change'))}"
+            + (
+                f"; no bottleneck width {int(finite.width.max())}: "
+                f"{finite[finite.width == finite.width.max()].kernel_change.mean():.3g}"
+                if len(finite)
+                else ""
+            ),
+        )
+    )
+    ratio = _per_k(bottle, "test_loss_ratio")
+    finite_ratio = {k: v for k, v in ratio.items() if np.isfinite(v).all() and len(v)}
+    best_test = min(finite_ratio, key=lambda k: finite_ratio[k].mean()) if finite_ratio else k_min
+    values = finite_ratio.get(best_test, np.array([]))
+    rows.append(
+        headline_row(
+            PAPER,
+            f"[{regime}] With a bottleneck the network generalises better than the NTK limit.",
+            "final test loss / NTK final test loss, best k",
+            "ratio of MSE test losses after the same steps; t-interval over seeds",
+            values,
+            _verdict_above(-values, -1.0) if len(values) else "no",
+            f"{where}: test-loss ratio {_fmt_per_k(ratio)} (best k={best_test}); NTK test loss "
+            f"{float(ntk.final_test_loss.mean()):.3g}"
+            + (
+                f", test accuracy NTK {float(ntk.final_test_acc.mean()):.3f} vs k={best_test} "
+                f"{float(bottle[bottle.k == best_test].final_test_acc.mean()):.3f}"
+                if ntk.final_test_acc.notna().any()
+                else ""
+            ),
+        )
+    )
+    return rows
+
+
+def linear_headline(linear_summary: pd.DataFrame) -> list[dict]:
+    """Deep linear rows: per target direction, the speed-up of the reduced bottleneck model
+    (best d, rule as for acceleration), and one row on the theory check: the simulated width-n
+    net matches the reduced A·B dynamics up to its O(1/√n) finite-width error — yes if every
+    max relative error < 2/√n, partly if their median is."""
+    from widthlab.headline import headline_row
+
+    rows = []
+    for target, part in linear_summary.groupby("target", sort=False):
+        ntk = part[part.variant == "ntk"].set_index("seed").steps_to_threshold
+        red = part[part.variant == "reduced"].copy()
+        red["speedup"] = red.seed.map(ntk) / red.steps_to_threshold.where(
+            red.steps_to_threshold > 0
+        )
+        speed = _per_k(red, "speedup")
+        complete = {k: v for k, v in speed.items() if np.isfinite(v).all() and len(v)}
+        best = max(complete, key=lambda k: complete[k].mean()) if complete else None
+        rows.append(
+            headline_row(
+                PAPER,
+                f"[deep linear, target on the {target}-variance input direction] A bottleneck "
+                "accelerates training relative to the lazy limit.",
+                "speed-up to the loss threshold (NTK steps / reduced A·B model steps), best d",
+                "reduced dynamics of the infinitely wide deep linear net; t-interval over seeds",
+                complete.get(best, []),
+                "n/a" if not ntk.notna().all() else _verdict_above(complete.get(best, []), 1.0),
+                f"NTK {ntk.mean():.0f} steps (closed form); speed-up "
+                f"{_fmt_per_k(speed, 'never reached')} (best d={best})",
+            )
+        )
+    sim = linear_summary[linear_summary.variant == "simulated"]
+    if len(sim):
+        err = sim.max_rel_error.to_numpy(dtype=np.float64)
+        width = int(sim.width.min())
+        bound = 2 / math.sqrt(width)
+        holds = "yes" if np.nanmax(err) < bound else "partly" if np.nanmedian(err) < bound else "no"
+        rows.append(
+            headline_row(
+                PAPER,
+                "Wide deep linear nets with a bottleneck follow the reduced two-factor dynamics.",
+                "max relative error of the end-to-end matrix, simulated net vs reduced model",
+                "max over recorded steps; mean over targets, d and seeds",
+                err,
+                holds,
+                f"width {width}: relative error median {np.nanmedian(err):.3g}, max "
+                f"{np.nanmax(err):.3g} over {len(err)} runs (rule: < 2/√width = {bound:.3g})",
+            )
+        )
+    return rows
+
+
+def headline(runs: pd.DataFrame, linear_summary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The stage's headline table (:mod:`widthlab.headline` contract), regimes in order."""
+    from widthlab.headline import headline_table
+
+    rows = []
+    for regime in dict.fromkeys(runs.regime):
+        rows += regime_headline(runs, regime)
+    if linear_summary is not None and len(linear_summary):
+        rows += linear_headline(linear_summary)
+    return headline_table(rows)
+
+
+def run_job(dataset_arrays, settings: dict, job: str, device: str = "cpu", log=None) -> dict:
+    """One job of the stage on ``(x_train, y_train, x_test, y_test)``: the tables of
+    :func:`run_study` for this job's variants, with a leading ``regime`` column."""
+    xtr, ytr, xte, yte = prepare_task(
+        *dataset_arrays,
+        int(settings["n_train"]),
+        int(settings["n_test"]),
+        settings["target"],
+        int(settings["component"]),
+        float(settings["scale"]),
+    )
+    common = dict(
+        depth=int(settings["depth"]),
+        lr=settings["lr"],
+        steps=int(settings["steps"]),
+        seeds=[int(s) for s in settings["seeds"]],
+        device=device,
+        sigma_w2=float(settings["sigma_w2"]),
+        sigma_b2=float(settings["sigma_b2"]),
+        lr_fraction=float(settings["lr_fraction"]),
+        threshold_fraction=float(settings["threshold_fraction"]),
+        kernel_subset=int(settings["kernel_subset"]),
+        curve_points=int(settings["curve_points"]),
+        log=log,
+    )
+    ks = settings.get("bottlenecks", [])
+    if job == "ntk":
+        part = dict(widths=[], bottlenecks=[], variants=("ntk",))
+    elif job == "limit":
+        width = int(settings["decoder_width"])
+        part = dict(widths=[], bottlenecks=ks, limit_decoder_width=width, variants=("limit",))
+    else:
+        part = dict(
+            widths=[int(settings["width"])],
+            bottlenecks=ks,
+            finite_no_bottleneck=bool(settings["finite"]),
+            variants=("finite", "bottleneck"),
+        )
+    tables = run_study(xtr, ytr, xte, yte, **part, **common)
+    return tag_regime(tables, settings["regime"])
+
+
+def run_linear_job(settings: dict, device: str = "cpu") -> dict[str, pd.DataFrame]:
+    """:func:`run_linear_study` from the ``linear`` settings."""
+    return run_linear_study(
+        [int(d) for d in settings["bottlenecks"]],
+        width=int(settings["width"]),
+        enc_layers=int(settings["enc_layers"]),
+        dec_layers=int(settings["dec_layers"]),
+        lr=float(settings["lr"]),
+        steps=int(settings["steps"]),
+        n=int(settings["n"]),
+        dim=int(settings["dim"]),
+        condition=float(settings["condition"]),
+        scale=float(settings["scale"]),
+        targets=list(settings["targets"]),
+        threshold_fraction=float(settings["threshold_fraction"]),
+        seeds=[int(s) for s in settings["seeds"]],
+        simulate=bool(settings["simulate"]),
+        device=device,
+        curve_points=int(settings["curve_points"]),
+    )

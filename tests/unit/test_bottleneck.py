@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.integrate import solve_ivp
@@ -386,3 +387,289 @@ def test_every_figure_draws_from_the_tables(tmp_path):
     for name, draw in {**plots.FIGURES, **plots.LINEAR_FIGURES}.items():
         path = save(draw(tables), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, path
+
+
+# --- the stage: settings, parts, effects, headline ----------------------------------------------
+
+
+SECTION = {
+    "dataset": "digits",
+    "n_train": 30,
+    "n_test": 12,
+    "depth": 3,
+    "sigma_w2": 2.0,
+    "sigma_b2": 0.0,
+    "lr": None,
+    "lr_fraction": 0.5,
+    "steps": 12,
+    "threshold_fraction": 0.2,
+    "widths": [16, 32],
+    "finite_max_width": 16,
+    "bottlenecks": [1, 3],
+    "limit_decoder_width": 8,
+    "seeds": [0, 1],
+    "kernel_subset": 10,
+    "curve_points": 4,
+    "regimes": {
+        "classes": {"target": "onehot"},
+        "low": {"target": "pc", "component": 3, "steps": 9},
+    },
+    "linear": {"enabled": True, "width": 8},
+}
+
+
+def test_job_settings_hold_only_what_each_part_depends_on():
+    assert bn.job_names(SECTION, "classes") == ["ntk", "w16", "w32", "limit"]
+    ntk = bn.job_settings(SECTION, "classes", "ntk")
+    assert "width" not in ntk and "bottlenecks" not in ntk and "decoder_width" not in ntk
+    assert ntk["target"] == "onehot" and ntk["component"] == 0 and ntk["regime"] == "classes"
+    # another width or k list leaves the NTK job (and the other widths) untouched
+    other = {**SECTION, "widths": [16, 64], "bottlenecks": [2]}
+    assert bn.job_settings(other, "classes", "ntk") == ntk
+    assert bn.job_settings(other, "classes", "w16")["width"] == 16
+    w16, w32 = (bn.job_settings(SECTION, "classes", j) for j in ("w16", "w32"))
+    assert w16["finite"] and not w32["finite"]  # finite_max_width = 16
+    assert bn.job_settings(SECTION, "classes", "limit")["decoder_width"] == 8
+    low = bn.job_settings(SECTION, "low", "w16")
+    assert (low["steps"], low["component"], low["target"]) == (9, 3, "pc")  # regime overrides
+    with pytest.raises(KeyError, match="no regime 'nope'"):
+        bn.job_settings(SECTION, "nope", "ntk")
+    with pytest.raises(ValueError, match="unknown bottleneck job 'w1x'"):
+        bn.job_settings(SECTION, "classes", "w1x")
+    assert bn.job_names({**SECTION, "limit_decoder_width": 0}, "low") == ["ntk", "w16", "w32"]
+
+
+def test_prepare_task_targets_and_bad_sizes():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 1, 2, 3)) * np.arange(1, 7).reshape(1, 1, 2, 3)
+    labels = np.arange(40) % 4
+    xtr, ytr, xte, yte = bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 20, 5, "pc", 0)
+    assert xtr.shape == (20, 6) and xte.shape == (5, 6)
+    # the top principal component of the kept inputs, standardised on the training split
+    centred = xtr - xtr.mean(0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][0]
+    proj = centred @ top
+    assert abs(np.corrcoef(proj, ytr[:, 0])[0, 1]) == pytest.approx(1.0)
+    assert ytr.std() == pytest.approx(1.0)
+    _, y_lab, _, _ = bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 20, 5)
+    np.testing.assert_array_equal(y_lab, labels[:20])
+    with pytest.raises(ValueError, match="n_train=31 is not in 1..30"):
+        bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 31, 5)
+
+
+def test_the_parts_of_the_study_equal_the_whole_study():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((44, 1, 2, 3)).astype(np.float32)
+    labels = np.arange(44) % 3
+    arrays = (x[:32], labels[:32], x[32:], labels[32:])
+    section = {**SECTION, "widths": [16], "regimes": {"classes": {}}}
+    parts = [
+        bn.run_job(arrays, bn.job_settings(section, "classes", job), job)
+        for job in bn.job_names(section, "classes")
+    ]
+    runs = pd.concat([p["summary"] for p in parts], ignore_index=True)
+    xtr, ytr, xte, yte = bn.prepare_task(*arrays, 30, 12)
+    whole = bn.run_study(
+        xtr,
+        ytr,
+        xte,
+        yte,
+        [16],
+        [1, 3],
+        3,
+        None,
+        12,
+        [0, 1],
+        lr_fraction=0.5,
+        threshold_fraction=0.2,
+        kernel_subset=10,
+        curve_points=4,
+        finite_max_width=16,
+        limit_decoder_width=8,
+    )["summary"]
+    assert list(runs.columns) == ["regime", *bn.SUMMARY_COLUMNS]
+    keys = ["variant", "width", "k", "seed"]
+    got = runs.drop(columns=["regime", "seconds"]).sort_values(keys).reset_index(drop=True)
+    want = whole.drop(columns="seconds").sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_first_step_below_and_the_closed_form_beyond_the_horizon():
+    losses = 5.0 * 0.9 ** np.arange(400)
+    assert bn.first_step_below(lambda t: losses[t], 0.3, 399) == float(np.argmax(losses <= 0.3))
+    assert math.isnan(bn.first_step_below(lambda t: losses[t], 1e-30, 399))
+    x, y = bn.ill_conditioned_task(30, 4, 50.0, "low", 1.0, seed=2)
+    m0 = np.random.default_rng([2, 1]).standard_normal((1, 4)) / 2  # as run_linear_study
+    every = bn.linear_regression_gd(x, y, m0, 0.05, 40000)
+    at = bn.linear_regression_gd(x, y, m0, 0.05, 0, at=[7, 3999])
+    np.testing.assert_allclose(at, every[[7, 3999]], rtol=1e-10, atol=1e-15)
+    threshold = 1e-3 * 0.5 * float((y**2).mean())
+    brute = float(np.argmax(every <= threshold))
+    assert 20 < brute < 39999  # far beyond the 20 simulated steps below
+    # η_NTK = lr · (2 + 2 layers) / d₀ = lr
+    tables = bn.run_linear_study(
+        [1],
+        width=8,
+        steps=20,
+        n=30,
+        dim=4,
+        condition=50.0,
+        targets=["low"],
+        lr=0.05,
+        seeds=[2],
+        simulate=False,
+        threshold_fraction=1e-3,
+    )
+    ntk = tables["linear_summary"].set_index("variant").loc["ntk"]
+    assert ntk.steps_to_threshold == brute
+
+
+def _runs(speedups_by_k, ntk_steps=100.0, seeds=(0, 1, 2), rep=0.3, gain=0.1):
+    """A hand-built runs table: bottleneck width 64 reaches the threshold at ntk/speedup."""
+    rows = [
+        dict(
+            regime="r",
+            variant="ntk",
+            width=pd.NA,
+            k=pd.NA,
+            seed=0,
+            threshold=0.01,
+            steps_to_threshold=ntk_steps,
+            final_test_loss=0.2,
+            final_test_acc=np.nan,
+            alignment_init=0.5,
+            alignment_trained=0.5,
+            cka_init_trained=1.0,
+            kernel_change=0.0,
+        )
+    ]
+    for k, speedups in speedups_by_k.items():
+        for seed, s in zip(seeds, speedups, strict=True):
+            rows.append(
+                dict(
+                    regime="r",
+                    variant="bottleneck",
+                    width=64,
+                    k=k,
+                    seed=seed,
+                    threshold=0.01,
+                    steps_to_threshold=ntk_steps / s if s else np.nan,
+                    final_test_loss=0.1 * (1 + seed),
+                    final_test_acc=np.nan,
+                    alignment_init=0.2,
+                    alignment_trained=0.2 + gain / k + 0.01 * seed,
+                    cka_init_trained=1 - rep / k - 0.01 * seed,
+                    kernel_change=0.5 / k,
+                )
+            )
+    return pd.DataFrame(rows).reindex(columns=["regime", *bn.SUMMARY_COLUMNS])
+
+
+def test_run_metrics_and_effects_against_hand_computation():
+    runs = bn.add_run_metrics(_runs({1: [2.0, 2.5, 4.0], 4: [0.5, 0.5, 0.5]}))
+    b1 = runs[(runs.variant == "bottleneck") & (runs.k == 1)]
+    np.testing.assert_allclose(b1.speedup, [2.0, 2.5, 4.0])
+    np.testing.assert_allclose(b1.test_loss_ratio, [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(b1.representation_change, [0.3, 0.31, 0.32])
+    effects = bn.effects_table(runs)
+    assert list(effects.columns) == bn.EFFECT_COLUMNS
+    row = effects[(effects.k == 1) & (effects.metric == "speedup")].iloc[0]
+    values = np.array([2.0, 2.5, 4.0])
+    half = 4.302652729911275 * values.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
+    assert row.n == 3 and row["mean"] == pytest.approx(values.mean())
+    assert (row.ci_low, row.ci_high) == pytest.approx((values.mean() - half, values.mean() + half))
+
+
+def test_headline_rules():
+    from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
+
+    fast = bn.headline(_runs({1: [2.0, 2.2, 2.4], 4: [1.1, 0.9, 1.0]}))
+    assert list(fast.columns) == HEADLINE_COLUMNS and set(fast.holds) <= set(VERDICTS)
+    accel = fast.iloc[0]
+    assert accel.holds == "yes" and accel.value == pytest.approx(2.2) and accel.n == 3
+    assert "best k=1" in accel.detail
+    assert fast.iloc[1].holds == "yes"  # 1 − CKA ≈ 0.31 > tolerance at the smallest k
+    assert fast.iloc[2].holds == "yes"  # alignment gain 0.1..0.12 > 0
+    assert fast.iloc[3].holds == "yes"  # kernel change 0.5 → 0.125 falls with k
+    assert fast.iloc[4].holds == "no"  # test-loss ratios 0.5, 1, 1.5: the mean 1 is not < 1
+    assert all(claim.startswith("[r] ") for claim in fast.claim)
+    slow = bn.headline(_runs({1: [0.5, 0.6, 0.7], 4: [np.nan, 0.9, 0.8]}, rep=0.0, gain=-0.1))
+    assert slow.iloc[0].holds == "no" and "k=4: 0.85 (2 of 3 seeds)" in slow.iloc[0].detail
+    assert slow.iloc[1].holds == "no" and slow.iloc[2].holds == "no"
+    one_seed = bn.headline(_runs({1: [3.0]}, seeds=(0,)))
+    assert one_seed.iloc[0].holds == "partly" and math.isnan(one_seed.iloc[0].ci_low)
+    assert one_seed.iloc[3].holds == "n/a"  # one k: no trend to judge
+    never = bn.headline(_runs({1: [2.0, 2.0, 2.0]}, ntk_steps=np.nan))
+    assert never.iloc[0].holds == "n/a"
+
+
+def test_linear_headline_rules():
+    rows = []
+    for target, ntk, red in (("low", 400.0, 100.0), ("top", 100.0, 300.0)):
+        for variant, k, width, steps, err in (
+            ("ntk", pd.NA, pd.NA, ntk, np.nan),
+            ("reduced", 2, pd.NA, red, np.nan),
+            ("simulated", 2, 100, red, 0.15),
+        ):
+            rows.append(
+                dict(
+                    target=target,
+                    variant=variant,
+                    k=k,
+                    width=width,
+                    seed=0,
+                    steps_to_threshold=steps,
+                    max_rel_error=err,
+                )
+            )
+    table = bn.headline(_runs({1: [2.0]}, seeds=(0,)), pd.DataFrame(rows))
+    low, top, theory = table.iloc[-3], table.iloc[-2], table.iloc[-1]
+    assert "low-variance" in low.claim and low.value == 4.0 and low.holds == "partly"
+    assert top.value == pytest.approx(1 / 3) and top.holds == "no"
+    assert theory.holds == "yes"  # 0.15 < 2/√100
+    rows[-1]["max_rel_error"] = 0.3  # median 0.225 and max above 2/√100
+    assert bn.headline(_runs({1: [2.0]}, seeds=(0,)), pd.DataFrame(rows)).iloc[-1].holds == "no"
+
+
+def test_figures_of_one_regime_from_the_tagged_tables(tmp_path):
+    from widthlab.plots import bottleneck as plots
+
+    x = _inputs(30, 4, 11)
+    labels = np.arange(30) % 2
+    parts = []
+    for regime in ("a", "b"):
+        tables = bn.run_study(
+            x[:20],
+            labels[:20],
+            x[20:],
+            labels[20:],
+            [8],
+            [2],
+            3,
+            None,
+            5,
+            [0],
+            curve_points=3,
+            kernel_subset=8,
+        )
+        parts.append(bn.tag_regime(tables, regime))
+    tagged = {name: pd.concat([p[name] for p in parts]) for name in ("curves", "kernel", "summary")}
+    drawers = plots.figures_of_regime(tagged, "b")
+    assert set(drawers) == set(plots.FIGURES)
+    fig = drawers["steps_to_threshold"]()
+    assert fig._suptitle.get_text().startswith("[b]")
+    with pytest.raises(ValueError, match="no rows of regime 'c'"):
+        plots.figures_of_regime(tagged, "c")
+
+
+def test_the_attribution_row_compares_with_the_same_width_without_bottleneck():
+    runs = _runs({1: [2.0, 2.0, 2.0], 4: [1.5, 1.5, 1.5]})
+    finite = runs[runs.variant == "bottleneck"].head(3).copy()
+    finite["variant"], finite["k"] = "finite", pd.NA
+    finite["steps_to_threshold"] = [100.0, 80.0, np.nan]  # NTK 100 steps; best k=1 takes 50
+    table = bn.headline(pd.concat([runs, finite], ignore_index=True))
+    row = table.iloc[1]
+    assert "same width without one" in row.claim and row.n == 2  # the NaN pair is left out
+    assert row.value == pytest.approx((2.0 + 1.6) / 2)
+    assert row.holds == "partly"  # two pairs: t_{0.975,1} = 12.7 makes the interval include 1
+    assert len(table) == 6

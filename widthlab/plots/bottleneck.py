@@ -8,6 +8,8 @@ The exact NTK has no width and no k (NA in the tables); it is drawn as a black r
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -276,3 +278,30 @@ FIGURES = {
     "kernel_dynamics": kernel_dynamics,
 }
 LINEAR_FIGURES = {"linear_curves": linear_curves}
+
+
+def regime_tables(tables: dict, regime: str) -> dict:
+    """The rows of one regime of the stage's summary tables (``curves``, ``kernel``,
+    ``summary``), without the ``regime`` column: what the figures above take."""
+    part = {}
+    for name in ("curves", "kernel", "summary"):
+        table = tables[name]
+        part[name] = table[table.regime == regime].drop(columns="regime")
+    if part["summary"].empty:
+        raise ValueError(f"the bottleneck tables have no rows of regime {regime!r}")
+    return part
+
+
+def figures_of_regime(tables: dict, regime: str) -> dict:
+    """``{name: draw}`` for every figure of :data:`FIGURES`, bound to one regime's rows; each
+    figure's title names the regime."""
+
+    def titled(draw, part):
+        fig = draw(part)
+        title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        fig.suptitle(f"[{regime}] {title}".strip())
+        fig.tight_layout()
+        return fig
+
+    part = regime_tables(tables, regime)
+    return {name: functools.partial(titled, draw, part) for name, draw in FIGURES.items()}

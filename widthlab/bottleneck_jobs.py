@@ -1,0 +1,71 @@
+"""Which jobs the bottleneck stage runs and exactly which settings each depends on.
+
+Read by ``rules/bottleneck.smk`` when the DAG is built, so this module stays free of torch; the
+science is in :mod:`widthlab.bottleneck` (which re-exports these names).
+"""
+
+from __future__ import annotations
+
+
+def bottleneck_index(depth: int) -> int:
+    """0-based hidden layer that holds the bottleneck (``depth // 2``, as arch ``bmlp``)."""
+    return depth // 2
+
+
+# settings of the stage (`analyses.bottleneck` in the config); a regime may override these
+REGIME_OVERRIDES = ("depth", "lr", "lr_fraction", "steps", "threshold_fraction", "bottlenecks")
+REGIME_DEFAULTS = {"target": "onehot", "component": 0, "scale": 1.0}
+_SHARED = (
+    "dataset",
+    "n_train",
+    "n_test",
+    "depth",
+    "sigma_w2",
+    "sigma_b2",
+    "lr",
+    "lr_fraction",
+    "steps",
+    "threshold_fraction",
+    "seeds",
+    "kernel_subset",
+    "curve_points",
+)
+
+
+def job_names(section: dict, regime: str) -> list[str]:
+    """The jobs of one regime: ``ntk``, one ``w<width>`` per width (bottleneck nets for every
+    k, and the no-bottleneck net where width ≤ ``finite_max_width``) and ``limit`` (the
+    infinitely wide encoder) when ``limit_decoder_width`` > 0."""
+    if regime not in section["regimes"]:
+        raise KeyError(f"analyses.bottleneck.regimes has no regime {regime!r}")
+    names = ["ntk", *(f"w{int(w)}" for w in section["widths"])]
+    return names + (["limit"] if section.get("limit_decoder_width") else [])
+
+
+def job_settings(section: dict, regime: str, job: str) -> dict:
+    """Exactly the settings one job depends on (so that Snakemake reruns only what changed)."""
+    if regime not in section["regimes"]:
+        raise KeyError(f"analyses.bottleneck.regimes has no regime {regime!r}")
+    spec = {**REGIME_DEFAULTS, **section["regimes"][regime]}
+    settings = {key: spec.get(key, section.get(key)) for key in _SHARED}
+    settings.update(regime=regime, **{k: spec[k] for k in REGIME_DEFAULTS})
+    ks = [int(k) for k in spec.get("bottlenecks", section["bottlenecks"])]
+    if job == "ntk":
+        return settings
+    if job == "limit":
+        if bottleneck_index(int(settings["depth"])) < 1:
+            raise ValueError(
+                f"analyses.bottleneck: regime {regime!r} has depth {settings['depth']}: the "
+                "infinitely wide encoder needs depth ≥ 2 (or set limit_decoder_width: 0)"
+            )
+        return {**settings, "bottlenecks": ks, "decoder_width": int(section["limit_decoder_width"])}
+    if job.startswith("w") and job[1:].isdigit():
+        width = int(job[1:])
+        finite = bool(section.get("finite_max_width")) and width <= section["finite_max_width"]
+        return {**settings, "bottlenecks": ks, "width": width, "finite": finite}
+    raise ValueError(f"unknown bottleneck job {job!r}: expected ntk, limit or w<width>")
+
+
+def linear_settings(section: dict) -> dict:
+    """The deep linear study's settings (``analyses.bottleneck.linear``, without ``enabled``)."""
+    return {k: v for k, v in section["linear"].items() if k != "enabled"}
