@@ -960,7 +960,8 @@ def factor_axes() -> list[str]:
 def factor_effects(layers: pd.DataFrame, axis: str) -> pd.DataFrame:
     """How one training factor shifts the split between prunable and redundant units.
 
-    Every level of ``axis`` is compared with its lowest level (``baseline``) on pairs of models
+    Every level of ``axis`` is compared with its lowest level (``baseline``; a missing value such
+    as no ``variant`` or ``train_size`` all comes first) on pairs of models
     that agree on every other model column (width and seed included). One row per (level,
     measure) of :data:`EFFECT_MEASURES`: ``pairs``, ``baseline_mean``, ``level_mean`` and
     ``diffs`` (the per-pair differences level − baseline, as a list). Empty when the axis has one
@@ -968,14 +969,20 @@ def factor_effects(layers: pd.DataFrame, axis: str) -> pd.DataFrame:
     """
     net = network_rows(layers)
     columns = EFFECT_COLUMNS
-    levels = sorted(v for v in net[axis].unique() if not pd.isna(v))
+    missing = net[axis].isna()
+    levels = ([None] if missing.any() else []) + sorted(net.loc[~missing, axis].unique())
     if len(levels) < 2:
         return pd.DataFrame(columns=columns)
     keys = [c for c in model_columns() if c not in ("model", axis)]
-    base = net[net[axis] == levels[0]][[*keys, *EFFECT_MEASURES]]
+
+    def at(level_value) -> pd.DataFrame:
+        rows = missing if level_value is None else net[axis] == level_value
+        return net[rows][[*keys, *EFFECT_MEASURES]]
+
+    base = at(levels[0])
     rows = []
     for level_value in levels[1:]:
-        other = net[net[axis] == level_value][[*keys, *EFFECT_MEASURES]]
+        other = at(level_value)
         pairs = other.merge(base, on=keys, suffixes=("", "_base"))
         for measure in EFFECT_MEASURES:
             diffs = (pairs[measure] - pairs[f"{measure}_base"]).to_numpy(dtype=np.float64)
@@ -1037,8 +1044,8 @@ def _fmt_ci(row: dict) -> str:
 
 
 def _axis_text(axis: str, value) -> str:
-    if axis == "train_size" and pd.isna(value):
-        return "train_size all"
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "train size all" if axis == "train_size" else f"no {axis.replace('_', ' ')}"
     return f"{axis.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{axis} {value}"
 
 

@@ -739,6 +739,21 @@ def test_headline_on_known_tables():
     assert set(table["holds"]) <= {"yes", "no", "partly", "n/a"}
 
 
+def test_factor_effects_treat_a_missing_value_as_the_baseline_level():
+    tables = [spec_table(w, 0.2, 0.4, seed=s) for w in (16, 32) for s in (0, 1)]
+    tables += [spec_table(w, 0.3, 0.3, variant="aug", seed=s) for w in (16, 32) for s in (0, 1)]
+    tables += [spec_table(16, 0.9, 0.0, variant="aug", seed=5)]  # no partner: not paired
+    layers = pd.concat(tables, ignore_index=True)
+    effects = U.factor_effects(layers, "variant").set_index("measure")
+    assert effects["baseline"].isna().all() and (effects["level"] == "aug").all()
+    assert (effects["pairs"] == 4).all()
+    np.testing.assert_allclose(effects.loc["prunable_fraction", "diffs"], [0.1] * 4)
+    np.testing.assert_allclose(effects.loc["prunable_share", "diffs"], [0.5 - 1 / 3] * 4)
+    table = U.headline(layers, U.summary_table(tables))
+    row = table[table.claim.str.contains("(variant)", regex=False)].iloc[0]
+    assert row["n"] == 4 and row["holds"] == "yes" and "no variant → variant aug" in row["detail"]
+
+
 def test_headline_with_one_seed_and_one_weight_decay_is_honest():
     tables = [spec_table(w, 0.3, 0.2) for w in (16, 32)]
     table = U.headline(pd.concat(tables, ignore_index=True), U.summary_table(tables))
