@@ -131,7 +131,11 @@ def _vs_k(ax, summary: pd.DataFrame, column: str, ylabel: str, logy: bool = Fals
                 label=f"no bottleneck, width {int(width)}",
             )
     ax.set(xscale="log", xlabel="bottleneck k", ylabel=ylabel)
+    ks = sorted(int(k) for k in bottle.k.dropna().unique()) if len(bottle) else []
+    if ks:
+        ax.set_xticks(ks)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     if logy:
         ax.set_yscale("log")
     if ax.get_legend_handles_labels()[0]:
