@@ -107,7 +107,10 @@ def choose_pairs(model_ids: Iterable[str], settings: Mapping) -> list[Pair]:
             )
         a, b = (str(x) for x in entry)
         for mid in (a, b):
-            parse_model_id(mid)  # a clear error for a malformed id
+            try:
+                parse_model_id(mid)
+            except ValueError as error:
+                raise ValueError(f"analyses.similarity.pairs.explicit: {error}") from None
             if mid not in ids:
                 raise ValueError(
                     f"analyses.similarity.pairs.explicit: {mid} is not a model of the grids "
@@ -141,8 +144,7 @@ def grid_names(setting: str | Sequence[str], known: Iterable[str]) -> list[str]:
     unknown = [name for name in names if name not in set(known)]
     if unknown:
         raise ValueError(
-            f"config key analyses.similarity.grid: {unknown} not among the grids "
-            f"{sorted(known)}"
+            f"config key analyses.similarity.grid: {unknown} not among the grids {sorted(known)}"
         )
     return names
 
@@ -154,6 +156,5 @@ def check_settings(settings: Mapping) -> None:
     for key in ("estimators", "cross_estimators"):
         if width not in settings[key]:
             raise ValueError(
-                f"config key analyses.similarity.{key}: must include the width_estimator "
-                f"{width!r}"
+                f"config key analyses.similarity.{key}: must include the width_estimator {width!r}"
             )

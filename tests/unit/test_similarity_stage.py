@@ -342,3 +342,16 @@ def test_agreement_claim_compares_each_pair_with_its_seed_baseline():
     # baseline of each pair: mean of the seed-pair agreements of its two architectures = 0.93
     assert row["value"] == pytest.approx(np.mean([0.93 - 0.85, 0.93 - 0.86]))
     assert row["n"] == 2 and row["holds"] == "yes"  # 0.075 ± 12.71 · 0.005 excludes 0
+
+
+def test_grid_names_and_settings_errors_name_the_key():
+    from widthlab.similarity_pairs import check_settings, grid_names
+
+    assert grid_names("main", {"main": {}}) == ["main"]
+    assert grid_names(["main", "deep"], {"main": {}, "deep": {}}) == ["main", "deep"]
+    with pytest.raises(ValueError, match=r"analyses\.similarity\.grid: \['wide'\] not among"):
+        grid_names(["main", "wide"], {"main": {}})
+    settings = {"width_estimator": "minibatch", "estimators": ["debiased"]}
+    with pytest.raises(ValueError, match=r"analyses\.similarity\.estimators: must include"):
+        check_settings({**settings, "cross_estimators": ["minibatch"]})
+    check_settings({**settings, "estimators": ["minibatch"], "cross_estimators": ["minibatch"]})
