@@ -912,9 +912,11 @@ def fit_clone_growth(widths: Sequence[float], n_clones: Sequence[float]) -> Clon
     For fixed W_crit the slope is a closed-form least-squares fit through (W_crit, 1), so the
     residual sum of squares is a function of W_crit alone; it is minimised over the candidates
     {every observed width} ∪ {the stationary point inside each gap between consecutive observed
-    widths (and below the smallest), from an unconstrained line fit of the points above the gap}.
-    Repeated widths (several seeds) are fine. If no hinge beats the constant 1 (no growth in
-    the data), slope = 0, intercept = 1 and critical_width = NaN.
+    widths (and between 1 and the smallest), from an unconstrained line fit of the points above
+    the gap} ∪ {1}: W_crit ≥ 1 (a one-unit layer is one clone; a line that reaches 1 only at a
+    width below 1 is fitted through (1, 1) instead). Repeated widths (several seeds) are fine.
+    If no hinge beats the constant 1 (no growth in the data), slope = 0, intercept = 1 and
+    critical_width = NaN.
     """
     x = np.asarray(widths, dtype=np.float64)
     y = np.asarray(n_clones, dtype=np.float64)
@@ -922,6 +924,8 @@ def fit_clone_growth(widths: Sequence[float], n_clones: Sequence[float]) -> Clon
         raise ValueError("widths and n_clones must be non-empty and of equal length")
     unique = np.unique(x)
     candidates = list(unique[:-1])  # a break at the largest width is "no growth"
+    if unique[0] > 1:
+        candidates.append(1.0)
     for k in range(len(unique) - 1):
         above = x >= unique[k]  # the points above a break inside (unique[k-1], unique[k])
         if np.unique(x[above]).size < 2:
@@ -930,7 +934,7 @@ def fit_clone_growth(widths: Sequence[float], n_clones: Sequence[float]) -> Clon
         if slope == 0:
             continue
         c = (1.0 - icpt) / slope
-        lower = unique[k - 1] if k > 0 else -np.inf
+        lower = unique[k - 1] if k > 0 else 1.0
         if lower < c < unique[k]:
             candidates.append(float(c))
     best = (float(np.sum((y - 1.0) ** 2)), 0.0, np.nan)  # constant: no growth
@@ -1192,7 +1196,8 @@ def conditions_table(summary: pd.DataFrame) -> pd.DataFrame:
 def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
     """``fit_clone_growth`` per grid and condition (seeds pooled), with the log-log exponent b
     of #clones on W over the widths at and above the fitted critical width (all widths when the
-    fit finds no growth)."""
+    fit finds no growth), and the exponent each criterion alone would give (``exponent_ii``,
+    ``exponent_r2``, ``exponent_train``: W / the clone size by that criterion, all widths)."""
     rows = []
     by = ["grid", *_conditions(summary)]
     for key, group in _groups(summary, by):
@@ -1205,6 +1210,14 @@ def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
                 **dict(zip(by, key, strict=True)),
                 **fit._asdict(),
                 "exponent": growth_exponent(above["width"], above["n_clones"]),
+                **{
+                    f"exponent_{name}": growth_exponent(
+                        group["width"], group["width"] / group[f"clone_size_{name}"]
+                    )
+                    if f"clone_size_{name}" in group
+                    else np.nan
+                    for name in ("ii", "r2", "train")
+                },
                 "n_models": len(group),
                 "n_widths": group["width"].nunique(),
                 "n_flagged": int(group["flagged"].sum()),
@@ -1282,9 +1295,11 @@ def gap_exponent(gap: pd.DataFrame) -> float:
 
 
 def _verdict_positive(values: np.ndarray, strong: float | None = None) -> str:
-    """The rule shared by the ratio claims: ``yes`` when the mean is > 0 (≥ ``strong`` if given)
-    and the 95 % t-interval lies above 0; ``partly`` when the mean is > 0 but the interval
-    reaches 0, or there is only one value; ``no`` when the mean is ≤ 0; ``n/a`` without values."""
+    """The rule shared by the ratio and growth claims. With two or more values: ``yes`` when the
+    95 % t-interval lies above 0 and the mean is ≥ ``strong`` (if given), ``partly`` when the
+    interval lies above 0 but the mean is below ``strong``, ``no`` when the interval reaches 0
+    (no effect shown). With one value (no interval): ``partly`` if it is > 0, else ``no``.
+    ``n/a`` without values."""
     from widthlab.headline import t_interval
 
     values = np.asarray(values, dtype=np.float64)
@@ -1293,11 +1308,11 @@ def _verdict_positive(values: np.ndarray, strong: float | None = None) -> str:
         return "n/a"
     mean = values.mean()
     low, _ = t_interval(values)
-    if mean <= 0:
+    if values.size < 2:
+        return "partly" if mean > 0 else "no"
+    if not low > 0:
         return "no"
-    if values.size >= 2 and low > 0 and (strong is None or mean >= strong):
-        return "yes"
-    return "partly"
+    return "yes" if strong is None or mean >= strong else "partly"
 
 
 def _matched_log_ratio(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
@@ -1329,14 +1344,15 @@ def headline(
     1. growth: #clones ∝ W above a critical width. Quantity: the exponent b of #clones ∝ W^b
        per (condition, seed) of the primary grid at its largest weight decay, over the widths
        at and above the condition's fitted critical width. ``yes``: mean b ≥ 0.75 and its 95 %
-       interval above 0; ``partly``: mean b > 0 otherwise; ``no``: mean b ≤ 0.
+       interval above 0; ``partly``: the interval above 0 but mean b < 0.75 (growth, slower
+       than ∝ W), or a single series with b > 0; ``no``: the interval reaches 0.
     2. interpolation (one row per other grid whose models have another ``variant``): log2 of
        #clones (primary) / #clones (that grid) for models equal in every other column.
-       ``yes`` / ``partly`` / ``no`` by the ratio rule (mean > 0 with the interval above 0 /
-       mean > 0 / mean ≤ 0); ``n/a`` when no such grid exists or it interpolates as often as
-       the primary grid.
+       ``yes`` when the 95 % interval lies above 0, ``no`` when it reaches 0, ``partly`` for
+       a single pair with a ratio > 0; ``n/a`` when no such grid exists or it interpolates as
+       often as the primary grid.
     3. weight decay: log2 #clones (largest weight decay) / #clones (none), matched models of
-       the primary grid; the ratio rule; ``n/a`` without both.
+       the primary grid; the same rule as 2; ``n/a`` without both.
     4. ensemble gap: the log-log slope of chunk test error − error_∞ against chunk size
        (``gap_method`` chunks, sizes below W with a positive gap) per model of the primary
        grid at its largest weight decay. ``yes``: mean in [−0.75, −0.25] and interval below 0;
@@ -1379,7 +1395,12 @@ def headline(
             holds,
             f"b = {finite.mean() if finite.size else float('nan'):.2f} over {finite.size} "
             f"series; W_crit {crit}; mean w_c* by W: {_mean_by_width(regular, 'clone_size')}; "
-            f"#clones by W: {_mean_by_width(regular, 'n_clones')}",
+            f"#clones by W: {_mean_by_width(regular, 'n_clones')}; b by one criterion alone: "
+            + ", ".join(
+                f"{label} {fits[f'exponent_{name}'].mean():.2f}"
+                for name, label in (("ii", "Δ"), ("r2", "R²"), ("train", "train error"))
+                if f"exponent_{name}" in fits
+            ),
         )
     )
 

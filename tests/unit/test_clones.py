@@ -411,6 +411,24 @@ def test_fit_clone_growth_recovers_slope_and_breakpoint(critical):
     assert fit.intercept == pytest.approx(1 - slope * critical, rel=1e-9, abs=1e-9)
 
 
+def test_fit_clone_growth_keeps_the_critical_width_at_least_one():
+    widths = np.array([16, 32, 64, 128, 256, 512], dtype=float)
+    n = 1.5 + widths / 64  # the unconstrained line reaches 1 clone at W = -32
+    fit = cl.fit_clone_growth(widths, n)
+    assert fit.critical_width == 1.0
+    dx, dy = widths - 1, n - 1  # least squares through (1, 1), written out
+    assert fit.slope == pytest.approx(np.dot(dx, dy) / np.dot(dx, dx), rel=1e-12)
+
+
+def test_verdict_rule_of_the_ratio_claims():
+    assert cl._verdict_positive([0.5, 0.6, 0.7]) == "yes"
+    assert cl._verdict_positive([0.5, -0.4, 0.3]) == "no"  # the interval reaches 0
+    assert cl._verdict_positive([-0.5, -0.6]) == "no"
+    assert cl._verdict_positive([0.3, 0.35, 0.4], strong=0.75) == "partly"  # grows, slower
+    assert cl._verdict_positive([0.2]) == "partly" and cl._verdict_positive([0.0]) == "no"
+    assert cl._verdict_positive([np.nan]) == "n/a"
+
+
 def test_fit_clone_growth_with_seeds_and_noise_and_without_growth():
     rng = np.random.default_rng(14)
     widths = np.repeat([16, 32, 64, 128, 256, 512, 1024], 3).astype(float)
