@@ -1280,10 +1280,15 @@ def gap_by_condition(
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+#: gaps at or below this are zero up to round-off (1 − mean accuracy − error_∞)
+GAP_FLOOR = 1e-9
+
+
 def gap_exponent(gap: pd.DataFrame) -> float:
     """Least-squares slope of log gap on log chunk size over the chunks smaller than the full
-    layer whose gap is positive (the paper's w_c^(−1/2) decay gives −0.5); NaN with < 2 sizes."""
-    sub = gap[(gap["chunk_size"] < gap["layer_width"]) & (gap["gap"] > 0)]
+    layer whose gap is positive (> ``GAP_FLOOR``; the paper's w_c^(−1/2) decay gives −0.5);
+    NaN with < 2 sizes."""
+    sub = gap[(gap["chunk_size"] < gap["layer_width"]) & (gap["gap"] > GAP_FLOOR)]
     if sub["chunk_size"].nunique() < 2:
         return float("nan")
     return float(np.polyfit(np.log2(sub["chunk_size"]), np.log2(sub["gap"]), 1)[0])

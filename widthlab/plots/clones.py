@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from widthlab.clones import GAP_FLOOR
 from widthlab.plots import use_style
 
 METHOD_LABELS = {
@@ -179,7 +180,7 @@ def ensemble_gap(gap: pd.DataFrame, method: str = "head", title: str | None = No
     a w^(−1/2) reference through the median gap at the smallest chunk size. Non-positive gaps
     cannot be shown on log axes and are dropped."""
     use_style()
-    sub = gap[(gap["method"] == method) & (gap["gap"] > 0)]
+    sub = gap[(gap["method"] == method) & (gap["gap"] > GAP_FLOOR)]
     fig, ax = plt.subplots(figsize=(4.2, 3.2), constrained_layout=True)
     if sub.empty:
         ax.text(0.5, 0.5, "no positive gaps", ha="center", va="center", transform=ax.transAxes)
@@ -235,8 +236,8 @@ def ensembles(table: pd.DataFrame, title: str | None = None):
         linewidth=1,
         label="one model",
     )
-    ax.set(xscale="log", xlabel="total last-layer width K·w", ylabel="test error")
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlabel="total last-layer width K·w", ylabel="test error")
+    _log2_x(ax)
     ax.legend(fontsize=7, title="member width", title_fontsize=7)
     ax.set_title(title or "Narrow ensembles vs one wide model")
     return fig
