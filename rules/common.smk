@@ -117,9 +117,12 @@ def analysis_grids(stage):
 
 
 def analysis_models(stage):
-    """Model ids of the grids an analysis studies, in config order, each once."""
-    grids = analysis_grids(stage)
-    return [mid for mid, name in MODEL_GRID.items() if name in grids]
+    """Model ids of the grids an analysis studies, in their order, each once. (A disabled stage
+    may name grids this config lacks; an enabled one was checked at start-up.)"""
+    grids = [name for name in analysis_grids(stage) if name in GRIDS]
+    return list(
+        dict.fromkeys(spec.id for name in grids for spec in GRIDS[name].specs())
+    )
 
 
 # Each stage registers its final targets here; `rule all` and the report collect them.

@@ -3,7 +3,7 @@
 # blocks, error patterns, figures and the headline across the grid(s) the stage studies.
 from types import SimpleNamespace
 
-from widthlab.similarity_pairs import check_settings, choose_pairs, grid_names
+from widthlab.similarity_pairs import check_settings, choose_pairs
 from widthlab.similarity_pairs import split_into_jobs
 
 SIMILARITY = analysis("similarity")
@@ -11,14 +11,7 @@ SIMILARITY_CATEGORY = "1. Nguyen, Raghu & Kornblith 2021: CKA and block structur
 SIMILARITY_MODEL_KEYS = ("estimators", "minibatch", "probe", "rbf_threshold")
 try:
     check_settings(SIMILARITY)
-    # the union of the grids in analyses.similarity.grid, and the configured model pairs
-    SIMILARITY_MODELS = list(
-        dict.fromkeys(
-            m
-            for name in grid_names(SIMILARITY["grid"], config["grids"])
-            for m in model_ids(name)
-        )
-    )
+    SIMILARITY_MODELS = analysis_models("similarity")
     SIMILARITY_PAIRS = choose_pairs(SIMILARITY_MODELS, SIMILARITY["pairs"])
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None

@@ -137,18 +137,6 @@ def split_into_jobs(model_ids: Iterable[str], jobs: int) -> dict[int, list[str]]
     return dict(sorted(out.items()))
 
 
-def grid_names(setting: str | Sequence[str], known: Iterable[str]) -> list[str]:
-    """``analyses.similarity.grid`` (one grid name or a list) as a list, checked against the
-    configured grids."""
-    names = [setting] if isinstance(setting, str) else list(setting)
-    unknown = [name for name in names if name not in set(known)]
-    if unknown:
-        raise ValueError(
-            f"config key analyses.similarity.grid: {unknown} not among the grids {sorted(known)}"
-        )
-    return names
-
-
 def check_settings(settings: Mapping) -> None:
     """Settings the schema cannot express: the width estimator must be computed both within and
     across models."""

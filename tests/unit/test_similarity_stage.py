@@ -344,13 +344,9 @@ def test_agreement_claim_compares_each_pair_with_its_seed_baseline():
     assert row["n"] == 2 and row["holds"] == "yes"  # 0.075 ± 12.71 · 0.005 excludes 0
 
 
-def test_grid_names_and_settings_errors_name_the_key():
-    from widthlab.similarity_pairs import check_settings, grid_names
+def test_settings_errors_name_the_key():
+    from widthlab.similarity_pairs import check_settings
 
-    assert grid_names("main", {"main": {}}) == ["main"]
-    assert grid_names(["main", "deep"], {"main": {}, "deep": {}}) == ["main", "deep"]
-    with pytest.raises(ValueError, match=r"analyses\.similarity\.grid: \['wide'\] not among"):
-        grid_names(["main", "wide"], {"main": {}})
     settings = {"width_estimator": "minibatch", "estimators": ["debiased"]}
     with pytest.raises(ValueError, match=r"analyses\.similarity\.estimators: must include"):
         check_settings({**settings, "cross_estimators": ["minibatch"]})
