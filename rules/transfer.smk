@@ -26,7 +26,17 @@ TRANSFER_MODEL_SETTINGS = canonical(
         )
     }
 )
-TRANSFER_FEATURE_VIS = TRANSFER["atlas"]["feature_visualisation"]
+# the atlas reads the model for the target images, the random control or feature visualisation
+TRANSFER_ATLAS_TARGET = TRANSFER["atlas"]["images"] == "target"
+TRANSFER_ATLAS_MODEL = TRANSFER_ATLAS_TARGET or any(
+    TRANSFER["atlas"][k] for k in ("random_control", "feature_visualisation")
+)
+# the target task: the model's dataset (or target_dataset) with the target classes
+TRANSFER_TARGET = lambda w: PATHS.dataset(
+    DataSpec(
+        TRANSFER["target_dataset"] or spec_of(w).data.name, TRANSFER["target_classes"]
+    ).id
+)
 TRANSFER_ATLAS_MODELS = [
     m
     for m in analysis_models("transfer")
@@ -38,13 +48,7 @@ rule transfer_model:
     input:
         model=PATHS.model("{model}"),
         data=dataset_of,
-        # the target task: the model's dataset (or target_dataset) with the target classes
-        target=lambda w: PATHS.dataset(
-            DataSpec(
-                TRANSFER["target_dataset"] or spec_of(w).data.name,
-                TRANSFER["target_classes"],
-            ).id
-        ),
+        target=TRANSFER_TARGET,
     output:
         PATHS.table("transfer", "{model}"),
     log:
@@ -65,9 +69,10 @@ rule transfer_model:
 
 rule transfer_atlas:
     input:
-        layers=PATHS.layers("{model}"),
+        layers=lambda w: [] if TRANSFER_ATLAS_TARGET else [PATHS.layers(w.model)],
         data=dataset_of,
-        model=lambda w: [PATHS.model(w.model)] if TRANSFER_FEATURE_VIS else [],
+        model=lambda w: [PATHS.model(w.model)] if TRANSFER_ATLAS_MODEL else [],
+        target=lambda w: [TRANSFER_TARGET(w)] if TRANSFER_ATLAS_TARGET else [],
     output:
         PATHS.table("transfer_atlas", "{model}"),
     log:
@@ -78,9 +83,7 @@ rule transfer_atlas:
         CONDA_ENV
     resources:
         mem_mb=model_mem_mb,
-        gpu=lambda w: int(
-            uses_gpu() and analysis("transfer")["atlas"]["feature_visualisation"]
-        ),
+        gpu=lambda w: int(uses_gpu() and TRANSFER_ATLAS_MODEL),
     params:
         settings=canonical(TRANSFER["atlas"]),
         device=config["device"],

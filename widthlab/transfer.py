@@ -48,14 +48,17 @@ Information in the hidden state (``analysis = information``), every tap, both ba
     to at most ``max_conv_positions`` positions and flattened.
 
 Activation atlas (:func:`atlas_table`)
-    For one layer (``atlas.layer``, ``last`` = the last hidden layer), the probe examples'
-    activations are embedded in 2-D (t-SNE of scikit-learn, PCA-initialised and seeded; UMAP
+    For one layer (``atlas.layer``, ``last`` = the last hidden layer), the activations of the
+    target test split (``atlas.images: target``, the default: the unseen classes, through the
+    model) or of the source probe examples (``source``, read from the activation stage's
+    layers.npz) are embedded in 2-D (t-SNE of scikit-learn, PCA-initialised and seeded; UMAP
     when ``embedding`` is ``umap``, or ``auto`` and ``umap`` is importable). The embedding's
     bounding box is cut into ``grid × grid`` cells; every example falls in exactly one cell
     (points on the upper edge go to the last cell). Each non-empty cell holds its count, its
     majority class, its purity (share of the majority class) and the mean input image of its
     examples; optionally (``feature_visualisation``) an input optimised so that the layer's
-    activation matches the cell's mean activation.
+    activation matches the cell's mean activation. With ``random_control`` (default) the same
+    atlas is made of the untrained twin on the same images (column ``backbone``).
 
 Summary and headline
     Per model the draws are averaged; slopes are per width doubling (OLS on log2 width) fitted
@@ -167,10 +170,12 @@ class AtlasConfig:
     """Settings of the atlas job (``analyses.transfer.atlas``)."""
 
     layer: str = LAST
+    images: str = "target"
     seeds: tuple[int, ...] = (0,)
     grid: int = 8
     embedding: str = "auto"
     perplexity: float = 30.0
+    random_control: bool = True
     feature_visualisation: bool = False
     steps: int = 200
     lr: float = 0.05
@@ -185,6 +190,10 @@ class AtlasConfig:
             )
         if self.grid < 1:
             raise TransferError(f"analyses.transfer.atlas.grid must be ≥ 1, got {self.grid}")
+        if self.images not in ("source", "target"):
+            raise TransferError(
+                f"analyses.transfer.atlas.images must be 'source' or 'target', got {self.images!r}"
+            )
         if not self.perplexity > 0:
             raise TransferError(
                 f"analyses.transfer.atlas.perplexity must be positive, got {self.perplexity}"
@@ -624,6 +633,15 @@ def atlas_activations(path: str, layer: str) -> tuple[str, np.ndarray]:
     return name, arrays[name]
 
 
+def target_atlas_inputs(model, source_ds, target_ds, layer: str, device="cpu", batch_size=1024):
+    """(layer, activations, labels, images, class names) of the target test split through
+    ``model`` (images re-standardised into the source's space), for ``atlas.images: target``."""
+    _, target = source_and_target(source_ds, target_ds)
+    name = resolve_layer(model.tap_names, layer)
+    taps, _ = features(model, target.x_test, device=device, batch_size=batch_size)
+    return name, taps[name], target.y_test, target.x_test, list(target_ds.class_names)
+
+
 def resolve_layer(tap_names: Sequence[str], layer: str) -> str:
     """``layer`` (a tap name, or ``last`` = the last hidden layer); an error naming the key."""
     taps = list(tap_names)
@@ -778,6 +796,7 @@ def atlas_table(
     class_names: Sequence[str] | None = None,
     model=None,
     device: str | torch.device = "cpu",
+    backbone: str = "trained",
 ) -> pd.DataFrame:
     """The atlas of one model: one row per non-empty cell (module doc), model columns first."""
     method = embedding_method(cfg.embedding)
@@ -792,9 +811,11 @@ def atlas_table(
         )
         cells["feature_image"] = [row.astype(np.float32).tolist() for row in optimised]
     names = list(class_names) if class_names is not None else None
-    cells.insert(0, "layer", layer)
-    cells.insert(1, "embedding", method)
-    cells.insert(2, "grid", cfg.grid)
+    cells.insert(0, "backbone", backbone)
+    cells.insert(1, "layer", layer)
+    cells.insert(2, "images", cfg.images)
+    cells.insert(3, "embedding", method)
+    cells.insert(4, "grid", cfg.grid)
     cells["class_name"] = [names[i] if names else str(i) for i in cells["label"]]
     channels, height, width = image_dims(image_shape)
     cells["image_channels"], cells["image_height"], cells["image_width"] = channels, height, width
@@ -802,6 +823,35 @@ def atlas_table(
     for i, (key, value) in enumerate(spec.columns().items()):
         cells.insert(i, key, [value] * len(cells))
     return cells
+
+
+def atlas_tables(
+    spec: ModelSpec,
+    activations: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    layer: str,
+    cfg: AtlasConfig,
+    class_names: Sequence[str] | None = None,
+    model=None,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """The trained model's atlas and, with ``random_control``, the same atlas of its untrained
+    twin (:func:`untrained_twin`: the exact initialisation) on the same images, stacked."""
+    tables = [
+        atlas_table(spec, activations, labels, images, layer, cfg, class_names, model, device)
+    ]
+    if cfg.random_control:
+        if model is None:
+            raise TransferError("atlas.random_control needs the model (model.pt) as input")
+        twin = untrained_twin(model, spec)
+        taps, _ = features(twin, images, device=device)
+        tables.append(
+            atlas_table(
+                spec, taps[layer], labels, images, layer, cfg, class_names, twin, device, "random"
+            )
+        )
+    return pd.concat(tables, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------ summary
@@ -998,7 +1048,17 @@ def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:+.4f}"
 
 
-def _slope_row(claim: str, quantity: str, frame: pd.DataFrame, value: str) -> dict:
+def _control(control: pd.DataFrame | None, value: str) -> str:
+    """ "; random backbones: slope …" for a detail, from the same quantity of the random twins."""
+    if control is None or not len(control):
+        return ""
+    slopes = seed_slopes(control, value)["slope"]
+    return f"; random backbones: slope {_fmt(float(slopes.mean()))} per doubling"
+
+
+def _slope_row(
+    claim: str, quantity: str, frame: pd.DataFrame, value: str, control: pd.DataFrame | None = None
+) -> dict:
     from widthlab.headline import headline_row, t_interval
 
     slopes = (
@@ -1015,7 +1075,7 @@ def _slope_row(claim: str, quantity: str, frame: pd.DataFrame, value: str) -> di
         slopes,
         verdict(mean, low, high),
         f"slope {_fmt(mean)} per width doubling (95 % CI {_fmt(low)} … {_fmt(high)}) over "
-        f"{len(finite)} fit(s); widths {sorted(set(frame['width']))}"
+        f"{len(finite)} fit(s); widths {sorted(set(frame['width']))}{_control(control, value)}"
         if len(frame)
         else "no models",
     )
@@ -1023,15 +1083,17 @@ def _slope_row(claim: str, quantity: str, frame: pd.DataFrame, value: str) -> di
 
 
 def atlas_purity(atlas: pd.DataFrame) -> pd.DataFrame:
-    """Per model: the example-weighted mean class purity of its atlas cells."""
+    """Per model (and backbone): the example-weighted mean class purity of its atlas cells."""
+    atlas = atlas if "backbone" in atlas else atlas.assign(backbone="trained")
     purity = (
         atlas.assign(weighted=atlas["purity"] * atlas["count"])
-        .groupby("model", sort=False)
+        .groupby(["model", "backbone"], sort=False)
         .agg(weighted=("weighted", "sum"), count=("count", "sum"))
         .reset_index()
     )
     purity["purity"] = purity["weighted"] / purity["count"]
-    return model_frame(atlas).merge(purity[["model", "purity", "count"]], on="model")
+    columns = ["model", "backbone", "purity", "count"]
+    return model_frame(atlas).merge(purity[columns], on="model")
 
 
 def _matched_row(
@@ -1042,10 +1104,7 @@ def _matched_row(
     from widthlab.headline import headline_row
 
     matched = matched_slope(frame, value)
-    compare = ""
-    if control is not None and len(control):
-        slopes = seed_slopes(control, value)["slope"]
-        compare = f"; random backbones: slope {_fmt(float(slopes.mean()))} per doubling"
+    compare = _control(control, value)
     accuracy = frame["source_acc"] if len(frame) else pd.Series([math.nan])
     row = headline_row(
         PAPER,
@@ -1177,12 +1236,15 @@ def headline(
     )
     if atlas is not None and len(atlas):
         purity = atlas_purity(atlas)
+        images = atlas["images"].iloc[0] if "images" in atlas else "source"
         rows.append(
             _slope_row(
                 "Activation atlases of wider networks separate the classes more cleanly",
-                "example-weighted class purity of the atlas cells per width doubling",
-                purity,
+                f"example-weighted class purity of the atlas cells ({images} images, trained) "
+                "per width doubling",
+                purity[purity["backbone"] == "trained"],
                 "purity",
+                purity[purity["backbone"] == "random"],
             )
         )
     return headline_table(rows)

@@ -68,11 +68,14 @@ def test_trained_backbones_beat_chance_and_random_ones_are_at_chance_on_the_sour
     assert (summary["target_acc"] > 0.5).all()  # 5 target classes: chance is 0.2
 
 
-def test_every_probe_example_lies_in_exactly_one_atlas_cell(tiny_run):
+def test_every_target_test_example_lies_in_exactly_one_atlas_cell(tiny_run):
     atlas = pd.read_parquet(tiny_run / "results" / "summary" / "transfer_atlas.parquet")
     assert sorted(set(atlas["model"])) == MODELS  # the atlas seeds default to [0]
+    assert set(atlas["images"]) == {"target"}
+    with np.load(tiny_run / "results" / "data" / "digits-c56789.npz") as target:
+        n_test = len(target["y_test"])
     for _, cells in atlas.groupby("model"):
-        assert cells["count"].sum() == 120  # the tiny probe set
+        assert cells["count"].sum() == n_test
         assert not cells.duplicated(["cell_x", "cell_y"]).any()
         assert cells["purity"].between(0, 1).all()
         assert all(len(image) == 64 for image in cells["image"])
@@ -107,6 +110,17 @@ def test_the_headline_follows_the_contract(tiny_run):
     one_seed = headline[headline["estimator"].str.startswith("OLS slope")]
     assert one_seed["ci_low"].isna().all() and "yes" not in set(one_seed["holds"])
     assert np.isfinite(headline["value"]).all()
+
+
+def test_a_source_atlas_reads_the_probe_activations(tiny_run, tmp_path):
+    workdir = fork(tiny_run, tmp_path)
+    config = tiny_config()
+    config["analyses"]["transfer"]["atlas"] = {"images": "source", "grid": 4}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--until", "transfer_summary")
+    atlas = pd.read_parquet(workdir / "results" / "summary" / "transfer_atlas.parquet")
+    assert set(atlas["images"]) == {"source"} and atlas["grid"].eq(4).all()
+    assert (atlas.groupby("model")["count"].sum() == 120).all()  # the tiny probe set
 
 
 def test_an_atlas_setting_reruns_only_the_atlases(tiny_run, tmp_path):

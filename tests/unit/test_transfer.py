@@ -377,6 +377,43 @@ def test_atlas_table_of_separated_clusters_is_pure():
     assert set(table["class_name"]) <= {"a", "b", "c"}
 
 
+def test_target_atlas_inputs_are_the_target_test_split_through_the_model():
+    source, target = _dataset(classes=5, seed=0), _dataset(classes=3, seed=1)
+    target.class_names = ["x", "y", "z"]
+    model = T.initial_model(_spec(width=6, depth=2), source.in_shape, 5)
+    layer, acts, labels, images, names = T.target_atlas_inputs(model, source, target, "last")
+    assert layer == "h2" and names == ["x", "y", "z"]
+    np.testing.assert_array_equal(labels, target.y_test)
+    with torch.no_grad():
+        _, taps = model(torch.as_tensor(images), return_taps=True)
+    np.testing.assert_allclose(acts, taps["h2"].numpy(), atol=1e-6)
+    with pytest.raises(T.TransferError, match=r"atlas\.images"):
+        T.AtlasConfig(images="both")
+
+
+def test_the_random_control_atlas_is_made_of_the_untrained_twin():
+    rng = np.random.default_rng(0)
+    spec = _spec(width=6, depth=1)
+    model = T.initial_model(spec, (1, 3, 3), 5)
+    with torch.no_grad():
+        model.blocks["h1"][1].weight.mul_(-1.0)  # "trained": differs from its initialisation
+    images = rng.normal(size=(30, 1, 3, 3)).astype(np.float32)
+    labels = np.arange(30) % 3
+    trained_acts = T.features(model, images)[0]["h1"]
+    cfg = T.AtlasConfig(grid=3, perplexity=5, embedding="tsne")
+    both = T.atlas_tables(spec, trained_acts, labels, images, "h1", cfg, model=model)
+    assert set(both["backbone"]) == {"trained", "random"}
+    assert (both.groupby("backbone")["count"].sum() == 30).all()
+    random_acts = T.features(T.initial_model(spec, (1, 3, 3), 5), images)[0]["h1"]
+    alone = T.atlas_table(spec, random_acts, labels, images, "h1", cfg)
+    pd.testing.assert_frame_equal(
+        both[both["backbone"] == "random"].drop(columns="backbone").reset_index(drop=True),
+        alone.drop(columns="backbone"),
+    )
+    with pytest.raises(T.TransferError, match="random_control needs the model"):
+        T.atlas_tables(spec, trained_acts, labels, images, "h1", cfg)
+
+
 def test_feature_visualisation_matches_a_reachable_activation():
     torch.manual_seed(0)
     model = T.initial_model(_spec(width=6, depth=1), (1, 2, 2), 5)

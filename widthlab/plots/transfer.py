@@ -209,41 +209,60 @@ def atlas_canvas(cells: pd.DataFrame, column: str = "image", border: int = 1):
     return canvas
 
 
-def atlas(cells: pd.DataFrame, column: str = "image"):
-    """One atlas per model side by side (a row per depth × seed, widths left to right): the
-    mean input image of each cell, framed in the colour of its class purity."""
+def atlas(cells: pd.DataFrame):
+    """One atlas per model side by side (widths left to right; a row per depth × seed ×
+    backbone, the random twin below the trained model): the mean input image of each cell,
+    framed in the colour of its class purity; with feature visualisation on, an extra row per
+    model shows each cell's optimised input."""
     use_style()
     if cells.empty:
         fig, ax = plt.subplots(figsize=(4, 1.5))
         ax.axis("off")
         ax.text(0.5, 0.5, "no atlas (no model of the atlas seeds)", ha="center", va="center")
         return fig
-    keys = ["depth", "seed"]
-    rows = sorted(cells.groupby(keys).groups)
+    columns = ["image"]
+    if "feature_image" in cells and cells["feature_image"].notna().all():
+        columns.append("feature_image")
+    if "backbone" not in cells:
+        cells = cells.assign(backbone="trained")
+    backbones = [b for b in ("trained", "random") if b in set(cells["backbone"])]
+    rows = [
+        (depth, seed, backbone, column)
+        for depth, seed in sorted(cells.groupby(["depth", "seed"]).groups)
+        for backbone in backbones
+        for column in columns
+    ]
     widths = sorted(set(cells["width"]))
     fig, axes = plt.subplots(
         len(rows), len(widths), figsize=(2.2 * len(widths) + 0.8, 2.4 * len(rows)), squeeze=False
     )
-    for r, key in enumerate(rows):
+    for r, (depth, seed, backbone, column) in enumerate(rows):
         for c, width in enumerate(widths):
             ax = axes[r, c]
             ax.axis("off")
             sub = cells[
-                (cells["depth"] == key[0]) & (cells["seed"] == key[1]) & (cells["width"] == width)
+                (cells["depth"] == depth)
+                & (cells["seed"] == seed)
+                & (cells["width"] == width)
+                & (cells["backbone"] == backbone)
             ]
             if sub.empty:
                 continue
             ax.imshow(atlas_canvas(sub, column), interpolation="nearest")
             purity = np.average(sub["purity"], weights=sub["count"])
+            what = "" if column == "image" else " · feature vis."
             ax.set_title(
-                f"w{width} · d{key[0]} · s{key[1]}\n{sub['layer'].iloc[0]}, purity {purity:.2f}",
+                f"w{width} · d{depth} · s{seed} · {backbone}{what}\n{sub['layer'].iloc[0]}, "
+                f"purity {purity:.2f}",
                 fontsize="small",
             )
     mappable = plt.cm.ScalarMappable(norm=Normalize(0.0, 1.0), cmap="viridis")
     fig.colorbar(mappable, ax=axes, shrink=0.6, label="cell class purity")
     method = cells["embedding"].iloc[0]
-    what = "mean input image" if column == "image" else "feature visualisation"
-    fig.suptitle(f"Activation atlases ({method}; cell = {what}, frame = purity)", y=1.02)
+    images = cells["images"].iloc[0] if "images" in cells else "source"
+    fig.suptitle(
+        f"Activation atlases of {images}-class examples ({method}; frame = purity)", y=1.02
+    )
     return fig
 
 
