@@ -827,30 +827,27 @@ def atlas_table(
 
 def atlas_tables(
     spec: ModelSpec,
-    activations: np.ndarray,
-    labels: np.ndarray,
-    images: np.ndarray,
+    activations,
+    labels,
+    images,
     layer: str,
     cfg: AtlasConfig,
-    class_names: Sequence[str] | None = None,
+    *,
+    class_names=None,
     model=None,
-    device: str | torch.device = "cpu",
+    device="cpu",
 ) -> pd.DataFrame:
-    """The trained model's atlas and, with ``random_control``, the same atlas of its untrained
-    twin (:func:`untrained_twin`: the exact initialisation) on the same images, stacked."""
-    tables = [
-        atlas_table(spec, activations, labels, images, layer, cfg, class_names, model, device)
-    ]
+    """The trained model's :func:`atlas_table` and, with ``random_control``, the same atlas of
+    its untrained twin (:func:`untrained_twin`: the exact initialisation) on the same images,
+    stacked (column ``backbone``)."""
+    common = (labels, images, layer, cfg, class_names)
+    tables = [atlas_table(spec, activations, *common, model, device)]
     if cfg.random_control:
         if model is None:
             raise TransferError("atlas.random_control needs the model (model.pt) as input")
         twin = untrained_twin(model, spec)
         taps, _ = features(twin, images, device=device)
-        tables.append(
-            atlas_table(
-                spec, taps[layer], labels, images, layer, cfg, class_names, twin, device, "random"
-            )
-        )
+        tables.append(atlas_table(spec, taps[layer], *common, twin, device, "random"))
     return pd.concat(tables, ignore_index=True)
 
 
