@@ -15,6 +15,12 @@ CLONES_MODEL_SETTINGS = canonical(
     }
 )
 CLONES_MODELS = analysis_models("clones")
+# model id → the first of the stage's grids that holds it (the first grid is the primary one)
+CLONES_GRID_OF = {
+    spec.id: name
+    for name in reversed([g for g in analysis_grids("clones") if g in GRIDS])
+    for spec in GRIDS[name].specs()
+}
 CLONES_FIGURES = {
     "chunk_accuracy": "chunks",
     "chunk_similarity": "chunks",
@@ -77,7 +83,7 @@ rule clones_summary:
     params:
         thresholds=canonical(analysis("clones")["thresholds"]),
         gap_method=analysis("clones")["gap_method"],
-        grids=canonical({m: MODEL_GRID[m] for m in CLONES_MODELS}),
+        grids=canonical(CLONES_GRID_OF),
         figures=list(CLONES_FIGURES),
         primary=analysis_grids("clones")[0],
     script:
