@@ -86,7 +86,7 @@ def subset_measurements(
     agreement = masked_agreement(model, x_eval, masks, batch_size)
     h_fit, _ = last_hidden(model, x_fit)
     h_eval, _ = last_hidden(model, x_eval)
-    r2, _ = chunk_regression(h_fit, h_eval, chunks, alpha)
+    r2, _ = chunk_regression(h_fit, h_eval, chunks, alpha, n_corr=0)
     return agreement, r2
 
 
