@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,10 @@ def fork(tiny_run: Path, destination: Path) -> Path:
     workdir = destination / "fork"
     shutil.copytree(tiny_run, workdir, symlinks=True)
     return workdir
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """{rule: jobs} from the 'Job stats' table that `snakemake -n` prints."""
+    table = dry_run_output.split("Job stats:")[-1]
+    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
+    return {rule: int(count) for rule, count in rows if rule != "total"}

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, fork, snakemake, tiny_config
-from test_workflow import job_counts
+from conftest import copy_workflow, fork, job_counts, snakemake, tiny_config
 
 from widthlab import bottleneck as bn
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS

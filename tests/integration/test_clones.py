@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import fork, snakemake
-from test_workflow import job_counts
+from conftest import fork, job_counts, snakemake
 
 from widthlab.clones import TABLE_COLUMNS
 from widthlab.data import load_dataset

@@ -1,22 +1,14 @@
 """The workflow through the real snakemake CLI, on the tiny config, in a temporary folder."""
 
-import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, fork, snakemake, tiny_config
+from conftest import copy_workflow, fork, job_counts, snakemake, tiny_config
 
 pytestmark = pytest.mark.integration
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """{rule: jobs} from the 'Job stats' table that `snakemake -n` prints."""
-    table = dry_run_output.split("Job stats:")[-1]
-    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
-    return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
 def test_every_stage_wrote_its_artifacts(tiny_run):
