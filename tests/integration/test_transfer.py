@@ -74,7 +74,8 @@ def test_every_target_test_example_lies_in_exactly_one_atlas_cell(tiny_run):
     assert set(atlas["images"]) == {"target"}
     with np.load(tiny_run / "results" / "data" / "digits-c56789.npz") as target:
         n_test = len(target["y_test"])
-    for _, cells in atlas.groupby("model"):
+    assert set(atlas["backbone"]) == {"trained", "random"}  # the random control
+    for _, cells in atlas.groupby(["model", "backbone"]):
         assert cells["count"].sum() == n_test
         assert not cells.duplicated(["cell_x", "cell_y"]).any()
         assert cells["purity"].between(0, 1).all()
@@ -120,7 +121,7 @@ def test_a_source_atlas_reads_the_probe_activations(tiny_run, tmp_path):
     snakemake(workdir, "--until", "transfer_summary")
     atlas = pd.read_parquet(workdir / "results" / "summary" / "transfer_atlas.parquet")
     assert set(atlas["images"]) == {"source"} and atlas["grid"].eq(4).all()
-    assert (atlas.groupby("model")["count"].sum() == 120).all()  # the tiny probe set
+    assert (atlas.groupby(["model", "backbone"])["count"].sum() == 120).all()  # the probe set
 
 
 def test_an_atlas_setting_reruns_only_the_atlases(tiny_run, tmp_path):
