@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import fork, snakemake, tiny_config
+from conftest import fork, job_counts, snakemake, tiny_config
 
 from widthlab.grid import parse_model_id
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.integration
 MODELS = ["digits-mlp-w16-d1-nall-wd0-s0", "digits-mlp-w32-d1-nall-wd0-s0"]
 FIGURES = ["target_vs_width", "gap_vs_width", "target_vs_source", "information", "atlas"]
 SUMMARIES = ["", "_gaps", "_by_width", "_information", "_atlas", "_headline"]
-
-
-def job_counts(output: str) -> dict[str, int]:
-    import re
-
-    table = output.split("Job stats:")[-1]
-    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
-    return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
 def test_the_stage_wrote_tidy_tables_and_figures(tiny_run):
