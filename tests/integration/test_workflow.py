@@ -10,6 +10,13 @@ from conftest import copy_workflow, fork, job_counts, snakemake, tiny_config
 
 pytestmark = pytest.mark.integration
 
+# the tiny config's models: main's two widths and the clones stage's early-stopped variant
+TINY_MODELS = [
+    "digits-mlp-w16-d1-nall-wd0-s0",
+    "digits-mlp-w32-d1-nall-wd0-s0",
+    "digits-mlp-w16-d1-nall-wd0-s0-vearly",
+]
+
 
 def test_every_stage_wrote_its_artifacts(tiny_run):
     mid = "digits-mlp-w32-d1-nall-wd0-s0"
@@ -29,7 +36,7 @@ def test_every_stage_wrote_its_artifacts(tiny_run):
     predictions = pd.read_parquet(results / f"activations/{mid}/predictions.parquet")
     assert len(predictions) == 120
     training = pd.read_parquet(results / "summary/training.parquet")
-    assert sorted(training["width"]) == [16, 32]
+    assert sorted(training["model"]) == sorted(TINY_MODELS)
 
 
 def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
@@ -57,7 +64,7 @@ def test_adding_a_width_schedules_only_that_width(tiny_run, tmp_path):
 def test_forcerun_until_reruns_one_stage(tiny_run, tmp_path):
     workdir = fork(tiny_run, tmp_path)
     result = snakemake(workdir, "-n", "--forcerun", "activations", "--until", "activations")
-    assert job_counts(result.stdout) == {"activations": 2}
+    assert job_counts(result.stdout) == {"activations": len(TINY_MODELS)}
 
 
 def widthlab_cli(*args, cwd):
