@@ -400,6 +400,14 @@ def build_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs) -> T
     return model
 
 
+def seeded_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs) -> TappedModel:
+    """The network training of ``spec`` starts from: torch's global generator seeded with
+    ``spec.seed``, then :func:`build_model`. The generator is left in that state, which training
+    goes on drawing from (dropout); wrap the call in ``torch.random.fork_rng`` to keep yours."""
+    torch.manual_seed(spec.seed)
+    return build_model(spec, in_shape, num_classes, **arch_kwargs)
+
+
 def _build(spec: ModelSpec, in_shape, num_classes: int, arch_kwargs) -> TappedModel:
     if spec.arch in ("mlp", "bmlp"):
         widths = [spec.width] * spec.depth

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from widthlab.grid import ModelSpec, parse_model_id
 from widthlab.io import ArtifactError, atomic_path, load_json, read_parquet
-from widthlab.models import TappedModel, build_model, count_parameters, forward_flops
+from widthlab.models import TappedModel, count_parameters, forward_flops, seeded_model
 
 CHECKPOINT_FORMAT = "widthlab-checkpoint-1"
 HISTORY_COLUMNS = [
@@ -447,8 +447,7 @@ def train(
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
 
     with _deterministic(device, cfg.compile), _stop_on_signals() as stop:
-        torch.manual_seed(spec.seed)
-        model = build_model(spec, in_shape, num_classes, **cfg.arch_kwargs)
+        model = seeded_model(spec, in_shape, num_classes, **cfg.arch_kwargs)
         model = model.to(device)
         parameters = count_parameters(model)
         flops = forward_flops(model, in_shape)  # eval mode, no RNG: leaves the state alone

@@ -232,19 +232,15 @@ def class_overlap(
 
 
 def initial_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs):
-    """The untrained network the training run of ``spec`` started from.
-
-    :func:`widthlab.train.train` seeds torch with ``spec.seed`` and calls
-    :func:`widthlab.models.build_model` before it draws anything else; this does the same inside
-    ``torch.random.fork_rng``, so the caller's random state is left alone.
-    """
+    """The untrained network the training run of ``spec`` started from
+    (:func:`widthlab.models.seeded_model`, as :func:`widthlab.train.train` builds it), inside
+    ``torch.random.fork_rng`` so the caller's random state is left alone."""
     import torch
 
-    from widthlab.models import build_model
+    from widthlab.models import seeded_model
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        model = build_model(spec, tuple(in_shape), int(num_classes), **arch_kwargs)
+        model = seeded_model(spec, tuple(in_shape), int(num_classes), **arch_kwargs)
     return model.eval()
 
 
