@@ -10,6 +10,7 @@ import argparse
 import glob
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -193,6 +194,52 @@ def summary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
 
 
+# ------------------------------------------------------------------------------ slurm-check
+
+SLURM_PLUGIN = "snakemake_executor_plugin_slurm"
+
+
+def slurm_problems() -> list[str]:
+    """What stops `snakemake --workflow-profile profiles/slurm` here, each with its remedy."""
+    import importlib.util
+    import shutil
+
+    problems = []
+    if importlib.util.find_spec(SLURM_PLUGIN) is None:
+        problems.append(
+            "the Snakemake SLURM executor plugin is not installed (Snakemake would only say "
+            "\"invalid choice: 'slurm'\"): pip install snakemake-executor-plugin-slurm, "
+            "or pip install 'widthlab[slurm]'"
+        )
+    for command, what in (("sbatch", "submit jobs"), ("squeue", "watch them")):
+        if shutil.which(command) is None:
+            problems.append(
+                f"`{command}` is not on PATH ({what}): run on a login node of the cluster"
+            )
+    if shutil.which("sacct") is not None:
+        try:
+            done = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, timeout=20)
+            failed = done.returncode != 0
+        except (OSError, subprocess.TimeoutExpired):
+            failed = True
+        if failed:
+            problems.append(
+                "`sacct` exists but fails (no slurmdbd?): the plugin checks job status with it "
+                "and would wait forever; ask for accounting, or add `slurm-status-command: "
+                "squeue` to a copy of profiles/slurm/config.yaml"
+            )
+    return problems
+
+
+def run_slurm_check(args: argparse.Namespace) -> int:
+    problems = slurm_problems()
+    for problem in problems:
+        print(f"widthlab slurm-check: {problem}", file=sys.stderr)
+    if not problems:
+        print("ready for snakemake --workflow-profile profiles/slurm")
+    return 1 if problems else 0
+
+
 COMMANDS: dict[str, Command] = {
     "summary": Command(
         "print the headline table: each paper's claim, what this run measured, does it hold",
@@ -203,6 +250,11 @@ COMMANDS: dict[str, Command] = {
         "print an artifact's provenance chain back to the raw data",
         provenance_arguments,
         run_provenance,
+    ),
+    "slurm-check": Command(
+        "check that this machine can run the workflow on SLURM; say what to install if not",
+        lambda parser: None,
+        run_slurm_check,
     ),
     "audit": Command(
         "re-hash the recorded inputs of every artifact; exit 1 on any mismatch",

@@ -182,6 +182,18 @@ def test_gpu_the_cluster_lacks_fails_with_slurms_message(slurm_env, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_slurm_check_passes_on_a_working_cluster(slurm_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "widthlab.cli", "slurm-check"],
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ready" in result.stdout
+
+
 def test_cluster_script_reports_status(slurm_env):
     status = subprocess.run([CLUSTER_SH, "status"], capture_output=True, text=True)
     assert status.returncode == 0, status.stdout

@@ -152,3 +152,17 @@ def test_summary_prints_every_stage_headline_and_fails_clearly_without_one(tmp_p
         "clones",
         "units",
     ]
+
+
+def test_slurm_check_names_the_package_to_install_when_the_plugin_is_missing(monkeypatch, capsys):
+    import importlib.util
+    import shutil
+
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if "slurm" in name else object()
+    )
+    monkeypatch.setattr(shutil, "which", lambda command: None)
+    assert cli.main(["slurm-check"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install snakemake-executor-plugin-slurm" in err
+    assert "`sbatch` is not on PATH" in err
