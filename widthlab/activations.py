@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -54,12 +53,11 @@ def extract(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Return ({tap: array n×…} in tap order, logits n×C) for inputs ``x``.
 
-    Arrays are memory maps under ``workdir`` (a temporary folder if None) so that large probe
-    sets stream through; they stay valid while the folder exists.
+    With a ``workdir`` the arrays are memory maps under it, so that large probe sets stream
+    through (valid while the folder exists); without one they are held in memory.
     """
     torch_device = resolve_device(device)
     model = model.to(torch_device).eval()
-    workdir = workdir or tempfile.mkdtemp(prefix="widthlab-acts-")
     taps: dict[str, np.ndarray] = {}
     logits_out = None
     for start in range(0, len(x), batch_size):
@@ -69,8 +67,11 @@ def extract(
             logits_out = np.empty((len(x), logits.shape[1]), dtype=np.float32)
             for name in model.tap_names:
                 shape = (len(x), *pool_positions(batch_taps[name], max_conv_positions).shape[1:])
-                path = os.path.join(workdir, f"{len(taps):03d}.npy")
-                taps[name] = np.lib.format.open_memmap(path, "w+", np.dtype(dtype), shape)
+                if workdir is None:
+                    taps[name] = np.empty(shape, dtype=np.dtype(dtype))
+                else:
+                    path = os.path.join(workdir, f"{len(taps):03d}.npy")
+                    taps[name] = np.lib.format.open_memmap(path, "w+", np.dtype(dtype), shape)
         logits_out[start : start + len(batch)] = logits.float().cpu().numpy()
         for name in model.tap_names:
             tap = pool_positions(batch_taps[name], max_conv_positions)
