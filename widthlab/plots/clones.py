@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from widthlab.clones import GAP_FLOOR
-from widthlab.plots import use_style
+from widthlab.plots import log2_x, use_style
 
 METHOD_LABELS = {
     "head": "trained head (restricted)",
@@ -28,13 +28,6 @@ METRIC_LABELS = {
     "r2": "ridge R² (chunk → full)",
     "residual_corr": "residual |corr| (outside)",
 }
-
-
-def _log2_x(axes) -> None:
-    for ax in np.ravel(axes):
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())
 
 
 def _log2_xy(axes) -> None:
@@ -79,7 +72,7 @@ def chunk_accuracy(table: pd.DataFrame, title: str | None = None):
         aspect=1.2,
         facet_kws={"sharey": True},
     )
-    _log2_x(grid.axes)
+    log2_x(grid.axes)
     grid.set_axis_labels("chunk size w", "accuracy")
     grid.set_titles("{row_name} · {col_name}")
     grid.figure.suptitle(title or "Chunk accuracy vs chunk size", y=1.02)
@@ -112,7 +105,7 @@ def chunk_similarity(table: pd.DataFrame, title: str | None = None):
         aspect=1.1,
         facet_kws={"sharey": False},
     )
-    _log2_x(grid.axes)
+    log2_x(grid.axes)
     grid.set_axis_labels("chunk size w", "")
     grid.set_titles("{col_name}")
     grid.figure.suptitle(title or "Chunks vs the full layer", y=1.03)
@@ -202,7 +195,7 @@ def ensemble_gap(gap: pd.DataFrame, method: str = "head", title: str | None = No
     xs = np.geomspace(w0, sub["chunk_size"].max(), 50)
     ax.plot(xs, anchor * (xs / w0) ** -0.5, "k--", linewidth=1, label="∝ w^(−1/2)")
     ax.set(yscale="log", xlabel="chunk size w", ylabel="chunk test error − ε∞")
-    _log2_x(ax)
+    log2_x(ax)
     ax.legend(fontsize=7, title="width", title_fontsize=7)
     err = sub["error_infinity"].iloc[0] if "error_infinity" in sub.columns else np.nan
     ax.set_title(title or f"Chunk error gap ({METHOD_LABELS.get(method, method)}), ε∞ = {err:.3f}")
@@ -237,7 +230,7 @@ def ensembles(table: pd.DataFrame, title: str | None = None):
         label="one model",
     )
     ax.set(xlabel="total last-layer width K·w", ylabel="test error")
-    _log2_x(ax)
+    log2_x(ax)
     ax.legend(fontsize=7, title="member width", title_fontsize=7)
     ax.set_title(title or "Narrow ensembles vs one wide model")
     return fig

@@ -7,12 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from widthlab.joint import prune_vs_clone_summary
-from widthlab.plots import use_style
-
-
-def _log2_width(ax) -> None:
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+from widthlab.plots import log2_x, use_style
 
 
 def joint_figure(
@@ -39,7 +34,7 @@ def joint_figure(
             ax=ax,
         )
         ax.axhline(0, color="grey", linewidth=0.8)
-        _log2_width(ax)
+        log2_x(ax)
         ax.set(ylabel="Spearman ρ(agreement, R²)", title="prunable ⇔ reconstructable (last layer)")
     else:
         ax.text(0.5, 0.5, "no prune-vs-clone table", ha="center", transform=ax.transAxes)
