@@ -39,6 +39,33 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return float(values.mean() - half), float(values.mean() + half)
 
 
+def verdict(values: Sequence[float], null: float, direction: int = 1, level: float = 0.95) -> str:
+    """The headline rule for a claim "the mean is above ``null``" (``direction``
+    +1) or "below ``null``" (−1), on per-(series, seed) values with a ``level`` t-interval:
+
+    - ``yes``: the interval lies entirely on the claimed side of ``null``;
+    - ``partly``: the mean is on the claimed side but the interval reaches ``null``;
+    - ``no``: the mean is on the other side (or on ``null``);
+    - ``n/a``: fewer than two finite values (no interval).
+
+    ``direction=0`` is a two-sided claim ("differs from ``null``"): ``yes`` when the interval
+    excludes ``null``, ``no`` otherwise.
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) < 2:
+        return "n/a"
+    low, high = t_interval(finite, level)
+    if direction == 0:
+        return "yes" if low > null or high < null else "no"
+    mean = finite.mean()
+    lo, hi, m = (low, high, mean) if direction > 0 else (-high, -low, -mean)
+    null = null if direction > 0 else -null
+    if lo > null:
+        return "yes"
+    return "partly" if m > null else "no"
+
+
 def headline_row(
     paper: str,
     claim: str,
@@ -71,11 +98,10 @@ def headline_row(
 
 def headline_table(rows: Sequence[dict]) -> pd.DataFrame:
     """The rows in the contract's column order (an empty table keeps the columns)."""
-    table = pd.DataFrame(list(rows), columns=HEADLINE_COLUMNS)
-    missing = set().union(*(row.keys() for row in rows)) - set(HEADLINE_COLUMNS) if rows else set()
-    if missing:
-        raise ValueError(f"unknown headline columns {sorted(missing)}")
-    return table
+    unknown = {key for row in rows for key in row} - set(HEADLINE_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown headline columns {sorted(unknown)}")
+    return pd.DataFrame(list(rows), columns=HEADLINE_COLUMNS)
 
 
 def collect(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

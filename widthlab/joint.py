@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 
 from widthlab.clones import chunk_regression, last_hidden, sample_chunks
-from widthlab.headline import headline_row, headline_table, t_interval
+from widthlab.headline import headline_row, headline_table, verdict
 from widthlab.units import masked_agreement, tap_sizes
 
 DEFAULT_KEPT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -68,26 +68,35 @@ def subset_measurements(
     model: torch.nn.Module,
     x_fit: np.ndarray,
     x_eval: np.ndarray,
-    chunks: np.ndarray,
+    chunk_sets: Sequence[np.ndarray],
     alpha: float = 1e-8,
     batch_size: int = 32768,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(agreement, R²) of each kept set of last-hidden units (rows of ``chunks``): agreement with
-    the intact model on ``x_eval`` when every other unit of that layer is zeroed, and ridge R²
-    kept → full layer fitted on ``x_fit`` and scored on ``x_eval``."""
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per set of kept subsets of last-hidden units (each a subsets × kept array), the
+    (agreement, R²) of every subset: agreement with the intact model on ``x_eval`` when every
+    other unit of that layer is zeroed, and ridge R² kept → full layer fitted on ``x_fit`` and
+    scored on ``x_eval``. The layer is read once and one batched ablation serves every set."""
     model.eval()
     last = model.tap_names[-1]
     sizes = tap_sizes(model, x_eval)
-    chunks = np.asarray(chunks, dtype=np.int64)
-    keep = np.zeros((len(chunks), sizes[last]), dtype=np.float32)
-    np.put_along_axis(keep, chunks, 1.0, axis=1)
-    masks = {tap: np.ones((len(chunks), n), np.float32) for tap, n in sizes.items()}
+    chunk_sets = [np.asarray(chunks, dtype=np.int64) for chunks in chunk_sets]
+    keep = np.zeros((sum(len(c) for c in chunk_sets), sizes[last]), dtype=np.float32)
+    row = 0
+    for chunks in chunk_sets:
+        np.put_along_axis(keep[row : row + len(chunks)], chunks, 1.0, axis=1)
+        row += len(chunks)
+    masks = {tap: np.ones((len(keep), n), np.float32) for tap, n in sizes.items()}
     masks[last] = keep
-    agreement = masked_agreement(model, x_eval, masks, batch_size)
+    agreement = np.split(
+        masked_agreement(model, x_eval, masks, batch_size),
+        np.cumsum([len(c) for c in chunk_sets])[:-1],
+    )
     h_fit, _ = last_hidden(model, x_fit)
     h_eval, _ = last_hidden(model, x_eval)
-    r2, _ = chunk_regression(h_fit, h_eval, chunks, alpha, n_corr=0)
-    return agreement, r2
+    return [
+        (agree, chunk_regression(h_fit, h_eval, chunks, alpha, n_corr=0)[0])
+        for agree, chunks in zip(agreement, chunk_sets, strict=True)
+    ]
 
 
 def prune_vs_clone_table(
@@ -102,22 +111,24 @@ def prune_vs_clone_table(
 ) -> pd.DataFrame:
     """One row per random kept subset of the last hidden layer: its agreement and R² (above)."""
     width = tap_sizes(model, x_eval)[model.tap_names[-1]]
-    parts = []
-    for fraction, chunks in kept_subsets(width, fractions, subsets, seed):
-        agreement, r2 = subset_measurements(model, x_fit, x_eval, chunks, alpha, batch_size)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "kept_fraction": fraction,
-                    "kept_units": chunks.shape[1],
-                    "subset": np.arange(len(chunks)),
-                    "agreement": agreement,
-                    "r2": r2,
-                }
-            )
-        )
-    if not parts:
+    drawn = kept_subsets(width, fractions, subsets, seed)
+    if not drawn:
         return pd.DataFrame(columns=SUBSET_COLUMNS)
+    measured = subset_measurements(
+        model, x_fit, x_eval, [chunks for _, chunks in drawn], alpha, batch_size
+    )
+    parts = [
+        pd.DataFrame(
+            {
+                "kept_fraction": fraction,
+                "kept_units": chunks.shape[1],
+                "subset": np.arange(len(chunks)),
+                "agreement": agreement,
+                "r2": r2,
+            }
+        )
+        for (fraction, chunks), (agreement, r2) in zip(drawn, measured, strict=True)
+    ]
     return pd.concat(parts, ignore_index=True)[SUBSET_COLUMNS]
 
 
@@ -277,19 +288,6 @@ def transfer_clone_table(
 PAPER = "Across papers (this run)"
 
 
-def _verdict(values) -> str:
-    """For a claim that a quantity is positive: yes when its t-interval over the values lies
-    above 0, partly when only its mean does, no otherwise; n/a with fewer than 2 values."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if len(finite) < 2:
-        return "n/a"
-    low, _ = t_interval(finite)
-    if low > 0:
-        return "yes"
-    return "partly" if finite.mean() > 0 else "no"
-
-
 def joint_headline(
     prune_clone: pd.DataFrame | None,
     layers: pd.DataFrame | None,
@@ -308,7 +306,7 @@ def joint_headline(
                 "Spearman ρ(agreement, ridge R²) over kept subsets of equal size",
                 "mean over kept fractions per model; t-interval over models",
                 rho,
-                _verdict(rho),
+                verdict(rho, 0.0),
                 f"ρ = {np.nanmean(rho):+.2f} over {np.isfinite(rho).sum()} models "
                 f"(range {np.nanmin(rho):+.2f} … {np.nanmax(rho):+.2f}).",
             )
@@ -334,7 +332,7 @@ def joint_headline(
                     f"{quantity} inside − outside blocks",
                     "per model with a block; t-interval over models",
                     diff,
-                    _verdict(diff),
+                    verdict(diff, 0.0),
                     detail,
                 )
             )

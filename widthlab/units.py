@@ -1008,35 +1008,6 @@ def factor_effects(layers: pd.DataFrame, axis: str) -> pd.DataFrame:
 PAPER = "Casper et al. 2021"
 
 
-def verdict(values: Sequence[float], null: float, direction: int = 1, level: float = 0.95) -> str:
-    """The headline rule of this stage, for a claim "the mean is above ``null``" (``direction``
-    +1) or "below ``null``" (−1), on per-(series, seed) values with a ``level`` t-interval:
-
-    - ``yes``: the interval lies entirely on the claimed side of ``null``;
-    - ``partly``: the mean is on the claimed side but the interval reaches ``null``;
-    - ``no``: the mean is on the other side (or on ``null``);
-    - ``n/a``: fewer than two finite values (no interval).
-
-    ``direction=0`` is a two-sided claim ("differs from ``null``"): ``yes`` when the interval
-    excludes ``null``, ``no`` otherwise.
-    """
-    from widthlab.headline import t_interval
-
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if len(finite) < 2:
-        return "n/a"
-    low, high = t_interval(finite, level)
-    if direction == 0:
-        return "yes" if low > null or high < null else "no"
-    mean = finite.mean()
-    lo, hi, m = (low, high, mean) if direction > 0 else (-high, -low, -mean)
-    null = null if direction > 0 else -null
-    if lo > null:
-        return "yes"
-    return "partly" if m > null else "no"
-
-
 def _fmt_ci(row: dict) -> str:
     if np.isfinite(row["ci_low"]):
         return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
@@ -1080,7 +1051,7 @@ def headline(layers: pd.DataFrame, summary: pd.DataFrame, level: float = 0.95) -
 
     Values are per (series, seed) (per matched pair for 5.), ``holds`` follows :func:`verdict`.
     """
-    from widthlab.headline import headline_row, headline_table
+    from widthlab.headline import headline_row, headline_table, verdict
 
     estimator = f"mean over (series, seed), {level:.0%} t-interval"
     rows = []

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from widthlab import joint
+from widthlab import headline, joint
 from widthlab.joint import (
     kept_subsets,
     prune_vs_clone_summary,
@@ -44,11 +44,11 @@ def test_a_balanced_set_of_clones_reconstructs_the_layer_and_keeps_every_predict
     two_copies = [0, 4, 8, 3, 7, 11]  # two copies of each signal (units j, j+3·c …)
     one_signal = [0, 3, 6]  # three copies of signal 0 only
     chunks = np.array([balanced, one_signal])
-    agreement, r2 = subset_measurements(net, inputs(400, 1), inputs(300, 2), chunks)
+    [(agreement, r2)] = subset_measurements(net, inputs(400, 1), inputs(300, 2), [chunks])
     assert r2[0] == pytest.approx(1.0, abs=1e-6)
     assert agreement[0] == 1.0
     assert r2[1] < 0.9 and agreement[1] < 0.9
-    agreement, r2 = subset_measurements(net, inputs(400, 1), inputs(300, 2), [two_copies])
+    [(agreement, r2)] = subset_measurements(net, inputs(400, 1), inputs(300, 2), [[two_copies]])
     assert r2[0] == pytest.approx(1.0, abs=1e-6) and agreement[0] == 1.0
 
 
@@ -149,4 +149,4 @@ def test_models_without_layers_outside_a_block_have_no_contrast():
     [([0.5, 0.6, 0.7], "yes"), ([0.9, -0.5], "partly"), ([-0.2, -0.3], "no"), ([0.4], "n/a")],
 )
 def test_joint_verdicts_follow_the_t_interval(values, verdict):
-    assert joint._verdict(values) == verdict
+    assert headline.verdict(values, 0.0) == verdict

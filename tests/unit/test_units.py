@@ -13,6 +13,7 @@ from torch import nn
 
 from widthlab import units as U
 from widthlab.grid import DataSpec, ModelSpec
+from widthlab.headline import verdict
 
 # --- tiny TappedModels (the protocol of widthlab.models, built here) -----------------------------
 
@@ -686,17 +687,17 @@ def test_a_new_axis_separates_width_series():
 
 def test_verdict_rule():
     # mean 1.1, sd 0.1, n 3: t(0.975, 2) · 0.1 / √3 = 0.25 → [0.85, 1.35]
-    assert U.verdict([1.0, 1.1, 1.2], 0.0) == "yes"
-    assert U.verdict([1.0, 2.0, 3.0], 0.0) == "partly"  # [-0.48, 4.48] reaches 0
-    assert U.verdict([-1.0, 2.0], 0.0) == "partly"
-    assert U.verdict([-3.0, -2.0, -1.0], 0.0) == "no"
-    assert U.verdict([1.5, 1.6, 1.7], 2.0, direction=-1) == "yes"
-    assert U.verdict([2.5, 1.0], 2.0, direction=-1) == "partly"  # mean 1.75, CI reaches 2
-    assert U.verdict([2.5, 2.6], 2.0, direction=-1) == "no"
-    assert U.verdict([5.0], 0.0) == "n/a" and U.verdict([np.nan, 1.0], 0.0) == "n/a"
-    assert U.verdict([0.1, 0.11, 0.12], 0.0, direction=0) == "yes"
-    assert U.verdict([-0.1, -0.11, -0.12], 0.0, direction=0) == "yes"
-    assert U.verdict([-0.1, 0.1, 0.05], 0.0, direction=0) == "no"
+    assert verdict([1.0, 1.1, 1.2], 0.0) == "yes"
+    assert verdict([1.0, 2.0, 3.0], 0.0) == "partly"  # [-0.48, 4.48] reaches 0
+    assert verdict([-1.0, 2.0], 0.0) == "partly"
+    assert verdict([-3.0, -2.0, -1.0], 0.0) == "no"
+    assert verdict([1.5, 1.6, 1.7], 2.0, direction=-1) == "yes"
+    assert verdict([2.5, 1.0], 2.0, direction=-1) == "partly"  # mean 1.75, CI reaches 2
+    assert verdict([2.5, 2.6], 2.0, direction=-1) == "no"
+    assert verdict([5.0], 0.0) == "n/a" and verdict([np.nan, 1.0], 0.0) == "n/a"
+    assert verdict([0.1, 0.11, 0.12], 0.0, direction=0) == "yes"
+    assert verdict([-0.1, -0.11, -0.12], 0.0, direction=0) == "yes"
+    assert verdict([-0.1, 0.1, 0.05], 0.0, direction=0) == "no"
 
 
 def test_headline_on_known_tables():
