@@ -50,9 +50,9 @@ wildcard_constraints:
     data=unnamed(DATA_ID_PATTERN),
 
 
-def model_ids(grid=None):
-    """Model ids of one grid, or of every grid, in config order."""
-    return [mid for mid, name in MODEL_GRID.items() if grid in (None, name)]
+def model_ids():
+    """Model ids of every grid, in config order, each once."""
+    return list(MODEL_GRID)
 
 
 def spec_of(wildcards):
