@@ -1,0 +1,212 @@
+"""Training packs: the plan, and stacked training checked against training each model alone."""
+
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from widthlab.grid import DataSpec, ModelSpec
+from widthlab.models import seeded_model
+from widthlab.train import (
+    NonFiniteLossError,
+    Preempted,
+    TrainConfig,
+    _Data,
+    _StackedMLPs,
+    train,
+    train_pack,
+)
+from widthlab.train_packs import Pack, pack_key, packable, plan_packs
+
+from .test_train import QUIET, _interrupt_at, _one_thread, assert_same_weights, digits, mlp
+
+__all__ = ["_one_thread"]  # the autouse fixture: one torch thread, as in test_train
+
+CFG = TrainConfig(lr=0.05, batch_size=32, max_epochs=3, until_zero_train_error=False, device="cpu")
+
+
+def assert_close_to_alone(results, specs, data, cfg, atol=2e-5):
+    """Each packed model against the same model trained by itself."""
+    for result, spec in zip(results, specs, strict=True):
+        alone = train(spec, data, cfg, **QUIET)
+        assert result.metrics["model"] == spec.id
+        assert result.metrics["epochs"] == alone.metrics["epochs"], spec.id
+        ours, theirs = result.model.state_dict(), alone.model.state_dict()
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert ours[key].shape == theirs[key].shape, (spec.id, key)
+            torch.testing.assert_close(ours[key], theirs[key], atol=atol, rtol=1e-4)
+        columns = ["train_acc", "test_acc", "train_loss", "batch_loss"]
+        np.testing.assert_allclose(
+            result.history[columns].to_numpy(), alone.history[columns].to_numpy(), atol=1e-4
+        )
+
+
+# ------------------------------------------------------------------------------------ plan
+
+
+def test_plan_groups_by_recipe_and_width_band():
+    settings = {"lr": 0.05}
+    specs = [mlp(w, 2, seed=s) for w in (8, 16, 32, 64, 128, 512) for s in (0, 1)]
+    specs += [mlp(16, 4, seed=0), mlp(16, 4, seed=1)]  # another depth: another pack
+    specs += [mlp(16, 2, seed=0, weight_decay=5e-4)]  # alone in its recipe: no pack
+    specs += [mlp(16, 2, seed=5, dropout=0.1), ModelSpec(DataSpec("digits"), "cnn", 16, 2)]
+    packs = plan_packs([(s, settings) for s in specs], max_models=16, band=8)
+    members = [set(p.ids) for p in packs]
+    assert {mlp(8, 2, seed=0).id, mlp(32, 2, seed=1).id} <= members[0]  # band [8, 64)
+    assert len(members[0]) == 6
+    assert members[1] == {mlp(w, 2, seed=s).id for w in (64, 128) for s in (0, 1)}  # [64, 512)
+    assert members[2] == {mlp(512, 2, seed=s).id for s in (0, 1)}
+    assert members[3] == {mlp(16, 4, seed=s).id for s in (0, 1)}
+    assert len(packs) == 4  # the dropout, cnn and lone-recipe models train alone
+    assert [p.ids for p in plan_packs([(s, settings) for s in specs], band=8)] == [
+        p.ids for p in packs
+    ]  # stable
+    # another training recipe is another pack; max_models splits in width-then-seed order
+    other = [(s, {"lr": 0.1} if s.seed else settings) for s in specs[:6]]
+    assert [len(p.ids) for p in plan_packs(other, band=8)] == [3, 3]
+    split = plan_packs([(s, settings) for s in specs[:6]], max_models=4, band=8)
+    assert [p.ids for p in split] == [
+        tuple(s.id for s in specs[:4]),
+        tuple(s.id for s in specs[4:6]),
+    ]
+    assert plan_packs([(s, settings) for s in specs], max_models=1) == []
+
+
+def test_plan_rules_and_names():
+    assert packable(mlp(8, 2), {})
+    assert packable(ModelSpec(DataSpec("digits"), "bmlp", 64, 3, bottleneck=4), {})
+    assert not packable(mlp(8, 2), {"arch_kwargs": {"parameterization": "ntk"}})
+    assert not packable(mlp(8, 2, dropout=0.5), {})
+    assert pack_key(mlp(8, 2, seed=0), {"device": "cpu"}) == pack_key(mlp(64, 2, seed=3), {})
+    assert pack_key(mlp(8, 2), {}) != pack_key(mlp(8, 2, train_size=100), {})
+    pack = Pack(("a", "b"))
+    assert pack.name == Pack(("a", "b")).name != Pack(("a", "c")).name
+    assert pack.name.startswith("pack2-")
+    with pytest.raises(ValueError, match="max_models"):
+        plan_packs([], max_models=0)
+    with pytest.raises(ValueError, match="width_band"):
+        plan_packs([], band=1)
+
+
+# -------------------------------------------------------------------------------- training
+
+
+def test_pack_equals_training_each_model_alone():
+    """Different widths, seeds and inits in one pack: the padding must be invisible."""
+    specs = [mlp(8, 2, seed=0), mlp(32, 2, seed=1), mlp(16, 2, seed=2, init="xavier")]
+    data = digits(200)
+    results = train_pack(specs, data, CFG, **QUIET)
+    assert [r.metrics["pack_size"] for r in results] == [3, 3, 3]
+    assert results[1].metrics["parameters"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
+    assert_close_to_alone(results, specs, data, CFG)
+
+
+def test_pack_with_adam_weight_decay_augmentation_and_label_smoothing():
+    specs = [mlp(8, 1, seed=0, weight_decay=1e-2), mlp(24, 1, seed=3, weight_decay=1e-2)]
+    data = digits(96, 40, size=28)
+    cfg = replace(
+        CFG, optimizer="adam", lr=1e-3, augment="crop_flip", label_smoothing=0.1, max_epochs=2
+    )
+    assert_close_to_alone(train_pack(specs, data, cfg, **QUIET), specs, data, cfg)
+
+
+def test_models_stop_at_their_own_epoch_and_the_pack_shrinks():
+    cfg = TrainConfig(
+        optimizer="adam",
+        lr=3e-3,
+        batch_size=25,
+        max_epochs=20,
+        until_zero_train_error=True,
+        device="cpu",
+    )
+    specs = [mlp(16, 1, seed=0, train_size=100), mlp(128, 1, seed=0, train_size=100)]
+    data = digits(300)
+    lines = []
+    results = train_pack(specs, data, cfg, log=lines.append, name="p")
+    epochs = [r.metrics["epochs"] for r in results]
+    assert epochs[1] < epochs[0]  # the wide model interpolates first and leaves the pack
+    assert results[1].metrics["reached_zero_train_error"]
+    assert epochs[0] == 20 or results[0].metrics["reached_zero_train_error"]
+    assert lines[0].startswith("p: training 2 models together on cpu")
+    assert_close_to_alone(results, specs, data, cfg, atol=1e-4)
+
+
+def test_padding_stays_exactly_zero():
+    specs = [mlp(4, 3, seed=0), mlp(16, 3, seed=1)]
+    torch.manual_seed(0)
+
+    models = [seeded_model(s, (1, 8, 8), 10) for s in specs]
+    data = digits(64)
+    tensors = _Data(
+        *(torch.as_tensor(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
+    )
+    learner = _StackedMLPs(models, 1e-3, tensors, CFG, torch.device("cpu"))
+    generators = [torch.Generator().manual_seed(0)] * 2
+    for _ in range(5):
+        learner.step(torch.randint(0, 64, (2, 16)), generators)
+    hidden = learner.params[2]  # layer 2: 16 × 16 for the wide model, 4 × 4 for the narrow one
+    assert hidden.shape == (2, 16, 16)
+    assert torch.count_nonzero(hidden[0, 4:, :]) == 0 and torch.count_nonzero(hidden[0, :, 4:]) == 0
+    assert (
+        torch.count_nonzero(hidden[0, :4, :4]) > 0
+        and torch.count_nonzero(learner.params[3][0, 4:]) == 0
+    )
+    learner.keep([0])  # the wide model leaves: the padding goes with it
+    assert learner.params[2].shape == (1, 4, 4)
+    assert learner.optimizer.state[learner.params[2]]["momentum_buffer"].shape == (1, 4, 4)
+
+
+def test_pack_resume_is_bit_identical(tmp_path):
+    """Stopped before and after the wide model leaves the pack, resumed twice."""
+    cfg = TrainConfig(
+        optimizer="adam",
+        lr=3e-3,
+        batch_size=25,
+        max_epochs=20,
+        until_zero_train_error=True,
+        checkpoint_every_steps=0,
+        device="cpu",
+    )
+    specs = [mlp(16, 1, seed=0, train_size=100), mlp(128, 1, seed=0, train_size=100)]
+    data = digits(300)
+    plain = train_pack(specs, data, cfg, **QUIET)
+    wide_leaves = plain[1].metrics["steps"]
+    checkpoint = tmp_path / "pack.pt"
+    for stop_step in (2, wide_leaves + 3):
+        with pytest.raises(Preempted) as stopped:
+            train_pack(specs, data, cfg, checkpoint, on_step=_interrupt_at({stop_step}), **QUIET)
+        assert stopped.value.code == 128 + signal.SIGUSR1
+        assert torch.load(checkpoint, weights_only=True)["global_step"] == stop_step
+    resumed = train_pack(specs, data, cfg, checkpoint, **QUIET)
+    assert not checkpoint.exists()
+    for a, b in zip(resumed, plain, strict=True):
+        assert a.metrics["resumes"] == 2 and a.metrics["epochs"] == b.metrics["epochs"]
+        assert_same_weights(a.model, b.model)
+        assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+    # a checkpoint of another pack is not resumed
+    with pytest.raises(Preempted):
+        train_pack(specs, data, cfg, checkpoint, on_step=_interrupt_at({2}), **QUIET)
+    lines = []
+    train_pack(
+        specs[:1] + [mlp(8, 1, seed=0, train_size=100)], data, cfg, checkpoint, log=lines.append
+    )
+    assert any("not resuming" in line and specs[1].id in line for line in lines)
+
+
+def test_pack_errors_name_the_model():
+    data = digits(100)
+    data.x_train = np.full_like(data.x_train, np.nan)
+    specs = [mlp(8, 1, seed=0), mlp(16, 1, seed=1)]
+    with pytest.raises(
+        NonFiniteLossError, match=rf"model {specs[0].id}: .* at epoch 1, step 1 \(in p;"
+    ):
+        train_pack(specs, data, CFG, name="p", **QUIET)
+    with pytest.raises(ValueError, match="cannot be packed"):
+        train_pack([mlp(8, 1), mlp(8, 1, seed=1, dropout=0.2)], digits(50), CFG, **QUIET)
+    with pytest.raises(ValueError, match="differ in more than width"):
+        train_pack([mlp(8, 1), mlp(8, 2, seed=1)], digits(50), CFG, **QUIET)
+    with pytest.raises(ValueError, match="distinct models"):
+        train_pack([mlp(8, 1), mlp(8, 1)], digits(50), CFG, **QUIET)

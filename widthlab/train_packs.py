@@ -1,0 +1,98 @@
+"""Which models train together in one process: the plan of training packs (no torch import).
+
+Small MLPs leave a GPU waiting on kernel launches and a CPU job waiting on interpreter
+start-up, so models that train the same way are stacked into one *pack* and stepped together
+(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them). A model may
+join a pack when :func:`packable` says so; models share a pack when they have the same
+:func:`pack_key` (dataset, training subset, architecture, depth, weight decay and training
+settings: everything but width, seed, init and variant) and lie in the same width band
+(widest hidden layer in ``[band^k, band^(k+1))``), at most ``max_models`` per pack, in width
+then seed order.
+
+The plan depends on the config alone, so dry runs and SLURM submissions are reproducible, and
+bands are fixed intervals, so adding a model to a grid re-forms only the pack it joins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from widthlab.grid import ModelSpec
+
+PACK_ARCHS = ("mlp", "bmlp")
+
+
+def packable(spec: ModelSpec, settings: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` can be stacked with others: an MLP in standard parameterisation
+    (its initial scale is its own width's, whatever the pack pads it to) without dropout (whose
+    masks draw from the one global generator each model would otherwise own)."""
+    arch_kwargs = dict(settings.get("arch_kwargs") or {})
+    standard = arch_kwargs.pop("parameterization", "standard") == "standard" and not arch_kwargs
+    return spec.arch in PACK_ARCHS and not spec.dropout and standard
+
+
+def hidden_widths(spec: ModelSpec) -> list[int]:
+    """The hidden layer sizes of an MLP spec (a ``bmlp`` has its bottleneck in the middle)."""
+    widths = [spec.width] * spec.depth
+    if spec.arch == "bmlp":
+        widths[spec.depth // 2] = int(spec.bottleneck)
+    return widths
+
+
+def pack_key(spec: ModelSpec, settings: Mapping[str, Any]) -> str:
+    """What models of one pack share, as text (settings with sorted keys)."""
+    shared = {
+        "data": spec.data.id,
+        "train_size": spec.train_size,
+        "arch": spec.arch,
+        "depth": spec.depth,
+        "weight_decay": spec.weight_decay,
+        "settings": {k: v for k, v in settings.items() if k != "device"},
+    }
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def width_band(spec: ModelSpec, band: float) -> int:
+    return int(math.floor(math.log(max(hidden_widths(spec)), band) + 1e-9))
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Models trained together; ``name`` is stable for the same members."""
+
+    ids: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha1("\n".join(self.ids).encode()).hexdigest()[:8]
+        return f"pack{len(self.ids)}-{digest}"
+
+
+def plan_packs(
+    models: Iterable[tuple[ModelSpec, Mapping[str, Any]]],
+    max_models: int = 16,
+    band: float = 8.0,
+) -> list[Pack]:
+    """Packs of ≥ 2 models from ``(spec, train settings)`` pairs; models left out of every pack
+    train alone. ``max_models`` 1 plans no packs."""
+    if max_models < 1 or isinstance(max_models, bool):
+        raise ValueError(f"train_packs.max_models must be a positive integer, got {max_models}")
+    if not band > 1:
+        raise ValueError(f"train_packs.width_band must be > 1, got {band}")
+    groups: dict[tuple[str, int], list[ModelSpec]] = {}
+    for spec, settings in models:
+        if packable(spec, settings):
+            groups.setdefault((pack_key(spec, settings), width_band(spec, band)), []).append(spec)
+    packs = []
+    for specs in groups.values():
+        specs = sorted(dict.fromkeys(specs), key=lambda s: (s.width, s.seed, s.id))
+        for start in range(0, len(specs), max_models):
+            chunk = specs[start : start + max_models]
+            if len(chunk) > 1:
+                packs.append(Pack(tuple(s.id for s in chunk)))
+    return packs
