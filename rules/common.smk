@@ -14,6 +14,7 @@ from widthlab.grid import (
     parse_model_id,
     unnamed,
 )
+from widthlab.train_packs import plan_packs
 
 try:
     check_config(config)
@@ -91,18 +92,53 @@ def uses_gpu():
     return config["device"] != "cpu"
 
 
-def model_mem_mb(wildcards, attempt):
-    """Memory for jobs that hold one model: 2 GB base + 16 bytes per parameter (weights,
+def models_mem_mb(ids, attempt):
+    """Memory for jobs that hold these models: 2 GB base + 16 bytes per parameter (weights,
     gradients, optimizer state, checkpoint copy) + 1 GB per million parameters for
     activations, doubled on each retry."""
-    parameters = spec_of(wildcards).approx_parameters()
+    parameters = sum(parse_model_id(m).approx_parameters() for m in ids)
     return int((2000 + parameters * 16e-6 + parameters * 1e-3) * 2 ** (attempt - 1))
 
 
-def model_runtime(wildcards, attempt):
+def models_runtime(ids, attempt):
     """Minutes: 30 + 1 per 100k parameters, doubled on each retry; training resumes from its
     checkpoint, so a retry after a time limit continues rather than restarts."""
-    return int((30 + spec_of(wildcards).approx_parameters() / 1e5) * 2 ** (attempt - 1))
+    parameters = sum(parse_model_id(m).approx_parameters() for m in ids)
+    return int((30 + parameters / 1e5) * 2 ** (attempt - 1))
+
+
+def model_mem_mb(wildcards, attempt):
+    return models_mem_mb([wildcards.model], attempt)
+
+
+def model_runtime(wildcards, attempt):
+    return models_runtime([wildcards.model], attempt)
+
+
+# Small MLPs that train the same way train together, one job per pack (widthlab.train_packs);
+# every other model has its own `train` job.
+TRAIN_PACKS = plan_packs(
+    [(parse_model_id(m), grid_train_settings(MODEL_GRID[m])) for m in MODEL_GRID],
+    config["train_packs"]["max_models"],
+    config["train_packs"]["width_band"],
+)
+
+
+def pack_rule_name(pack):
+    return f"train_{pack.name.replace('-', '_')}"
+
+
+def pack_resources(pack):
+    """Resources of a pack's job, bound to its models here (a lambda in a rule made in a loop
+    would see the loop's last pack)."""
+
+    def mem_mb(wildcards, attempt):
+        return models_mem_mb(pack.ids, attempt)
+
+    def runtime(wildcards, attempt):
+        return models_runtime(pack.ids, attempt)
+
+    return {"mem_mb": mem_mb, "runtime": runtime}
 
 
 def analysis(stage):

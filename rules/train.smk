@@ -1,4 +1,37 @@
-# Training stage: one job per model id; resumes from its checkpoint when rerun.
+# Training stage: one job per pack of small MLPs (rule train_pack<n>_<hash>), one per other
+# model (rule train); each resumes from its checkpoint when rerun. Snakemake prefers a pack's
+# rule, whose outputs are plain paths, over `train`'s wildcard for the models it holds.
+
+
+for pack in TRAIN_PACKS:
+
+    rule:
+        name:
+            pack_rule_name(pack)
+        input:
+            data=dataset_of_model(pack.ids[0]),
+        output:
+            model=[PATHS.model(m) for m in pack.ids],
+            history=[PATHS.history(m) for m in pack.ids],
+            metrics=[PATHS.metrics(m) for m in pack.ids],
+        log:
+            PATHS.log("train", pack.name),
+        benchmark:
+            PATHS.benchmark("train", pack.name)
+        conda:
+            CONDA_ENV
+        resources:
+            **pack_resources(pack),
+            gpu=int(uses_gpu()),
+            slurm_extra="--signal=USR1@120",
+        params:
+            models=list(pack.ids),
+            pack=pack.name,
+            train=canonical(grid_train_settings(MODEL_GRID[pack.ids[0]])),
+            device=config["device"],
+            checkpoint=PATHS.pack_checkpoint(pack.name),
+        script:
+            "../workflow_scripts/train.py"
 
 
 rule train:
@@ -20,6 +53,8 @@ rule train:
         gpu=lambda w: int(uses_gpu()),
         slurm_extra=lambda w: "--signal=USR1@120",
     params:
+        models=lambda w: [w.model],
+        pack="",
         train=train_settings,
         device=config["device"],
         checkpoint=lambda w: PATHS.checkpoint(w.model),

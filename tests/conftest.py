@@ -80,3 +80,12 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     table = dry_run_output.split("Job stats:")[-1]
     rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.MULTILINE)
     return {rule: int(count) for rule, count in rows if rule != "total"}
+
+
+def trainings(counts: dict[str, int]) -> int:
+    """Models trained by a dry run's jobs: one per `train` job, n per `train_pack<n>_…` job."""
+    packed = (int(m[1]) * jobs for rule, jobs in counts.items() if (m := PACK_RULE.match(rule)))
+    return counts.get("train", 0) + sum(packed)
+
+
+PACK_RULE = re.compile(r"^train_pack(\d+)_[0-9a-f]+$")

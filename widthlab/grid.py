@@ -265,6 +265,9 @@ class Paths:
     def checkpoint(self, mid: str) -> str:
         return self._p("models", mid, "checkpoint.pt")
 
+    def pack_checkpoint(self, pack: str) -> str:
+        return self._p("packs", f"{pack}.checkpoint.pt")
+
     def layers(self, mid: str) -> str:
         return self._p("activations", mid, "layers.npz")
 

@@ -1,24 +1,38 @@
-"""Rule train: one model of the grid, resumed from its checkpoint if a previous job was stopped."""
+"""Rules train and train_pack*: one model, or a pack of small MLPs trained together; resumed
+from the checkpoint if a previous job was stopped."""
 
 from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.models import save_model
 from widthlab.provenance import Job
-from widthlab.train import TrainConfig, train
+from widthlab.train import TrainConfig, train, train_pack
+
+
+def as_list(paths):
+    return [paths] if isinstance(paths, str) else list(paths)
+
 
 job = Job.from_snakemake(snakemake)
-spec = parse_model_id(snakemake.wildcards.model)
+specs = [parse_model_id(m) for m in snakemake.params.models]
 settings = TrainConfig.from_dict({**snakemake.params.train, "device": snakemake.params.device})
-job.seed = spec.seed
-result = train(
-    spec,
-    load_dataset(snakemake.input.data),
-    settings,
-    checkpoint_path=snakemake.params.checkpoint,
-    log=job.log.info,
+dataset = load_dataset(snakemake.input.data)
+common = {"checkpoint_path": snakemake.params.checkpoint, "log": job.log.info}
+if len(specs) == 1:
+    results = [train(specs[0], dataset, settings, **common)]
+else:
+    results = train_pack(specs, dataset, settings, name=snakemake.params.pack, **common)
+outputs = zip(
+    specs,
+    results,
+    as_list(snakemake.output.model),
+    as_list(snakemake.output.history),
+    as_list(snakemake.output.metrics),
+    strict=True,
 )
-job.device = result.metrics["device"]
-job.write_parquet(result.history, snakemake.output.history)
-job.save_json(snakemake.output.metrics, result.metrics)
-save_model(result.model, spec, snakemake.output.model)
-job.sidecar(snakemake.output.model)
+for spec, result, model_path, history_path, metrics_path in outputs:
+    job.seed = spec.seed
+    job.device = result.metrics["device"]
+    job.write_parquet(result.history, history_path)
+    job.save_json(metrics_path, result.metrics)
+    save_model(result.model, spec, model_path)
+    job.sidecar(model_path)

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, job_counts, snakemake, trainings
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,11 @@ def stated_trainings(config: Path) -> int | None:
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_the_dag_builds_and_the_header_counts_its_trainings(config):
     result = snakemake(REPO, "-n", "--quiet", "rules", "--configfile", str(config))
-    rows = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", result.stdout, flags=re.MULTILINE))
-    assert int(rows.get("total", 0)) > 0, result.stdout
+    counts = job_counts(result.stdout)
+    assert counts, result.stdout
     stated = stated_trainings(config)
     if stated is not None:
-        assert int(rows["train"]) == stated, f"{config.name} says {stated} trainings"
+        assert trainings(counts) == stated, f"{config.name} says {stated} trainings"
 
 
 def test_every_full_scale_config_states_its_jobs_and_gpu_hours():

@@ -230,6 +230,9 @@ def tiny_slurm_run(slurm_env, tmp_path_factory):
     """The tiny config on SLURM; one training job gets SIGTERM mid-training."""
     config = tiny_config()
     config["train"]["max_epochs"] = 100  # a few seconds of training: time to interrupt it
+    # one job per model, so one model's job is interrupted (a pack resumes by the same loop,
+    # tested in tests/unit/test_train_packs.py)
+    config["train_packs"] = {"max_models": 1}
     # the spine and one per-model analysis stage as SLURM jobs; the others run in the local tests
     for stage in ("similarity", "clones", "transfer", "bottleneck", "report"):
         config["analyses"][stage] = {**config["analyses"].get(stage, {}), "enabled": False}

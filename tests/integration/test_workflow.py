@@ -1,7 +1,9 @@
 """The workflow through the real snakemake CLI, on the tiny config, in a temporary folder."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +18,10 @@ TINY_MODELS = [
     "digits-mlp-w32-d1-nall-wd0-s0",
     "digits-mlp-w16-d1-nall-wd0-s0-vearly",
 ]
+
+
+def provenance(path: Path) -> dict:
+    return json.loads(Path(f"{path}.prov.json").read_text())
 
 
 def test_every_stage_wrote_its_artifacts(tiny_run):
@@ -37,6 +43,24 @@ def test_every_stage_wrote_its_artifacts(tiny_run):
     assert len(predictions) == 120
     training = pd.read_parquet(results / "summary/training.parquet")
     assert sorted(training["model"]) == sorted(TINY_MODELS)
+
+
+def test_main_grids_two_widths_train_as_one_pack(tiny_run, tmp_path):
+    results = tiny_run / "results"
+    sizes = {
+        m: json.loads((results / f"models/{m}/metrics.json").read_text())["pack_size"]
+        for m in TINY_MODELS
+    }
+    assert sizes == dict(zip(TINY_MODELS, [2, 2, 1], strict=True))  # early variant: own recipe
+    (pack_log,) = (results / "logs/train").glob("pack2-*.log")
+    log = pack_log.read_text()
+    assert all(f"{m}: epoch 4/4" in log for m in TINY_MODELS[:2])
+    rule = provenance(results / f"models/{TINY_MODELS[0]}/model.pt")["rule"]
+    assert rule == f"train_{pack_log.stem.replace('-', '_')}"
+    config = tiny_config()
+    config["train_packs"] = {"max_models": 1}
+    counts = job_counts(snakemake(copy_workflow(tmp_path, config), "-n").stdout)
+    assert counts["train"] == 3 and not any(rule.startswith("train_pack") for rule in counts)
 
 
 def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
