@@ -11,7 +11,7 @@ CLONES_MODEL_SETTINGS = canonical(
     {
         k: v
         for k, v in analysis("clones").items()
-        if k not in ("grid", "enabled", *CLONES_SUMMARY_KEYS)
+        if k not in ("grid", "enabled", "jobs", *CLONES_SUMMARY_KEYS)
     }
 )
 CLONES_MODELS = analysis_models("clones")
@@ -31,27 +31,32 @@ CLONES_FIGURES = {
 }
 
 
-rule clones_model:
-    input:
-        model=PATHS.model("{model}"),
-        data=dataset_of,
-    output:
-        table=PATHS.table("clones", "{model}"),
-        logits=PATHS.table("clones/logits", "{model}"),
-    log:
-        PATHS.log("clones_model", "{model}"),
-    benchmark:
-        PATHS.benchmark("clones_model", "{model}")
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=model_mem_mb,
-        gpu=lambda w: int(uses_gpu()),
-    params:
-        settings=CLONES_MODEL_SETTINGS,
-        device=config["device"],
-    script:
-        "../workflow_scripts/clones_model.py"
+# Per-model work, spread over `analyses.clones.jobs` jobs (widthlab.model_jobs).
+for _job, _models in model_jobs("clones", stage_models("clones")).items():
+
+    rule:
+        name:
+            f"clones_model_{_job}"
+        input:
+            model=[PATHS.model(m) for m in _models],
+            data=list(dict.fromkeys(dataset_of_model(m) for m in _models)),
+        output:
+            table=[PATHS.table("clones", m) for m in _models],
+            logits=[PATHS.table("clones/logits", m) for m in _models],
+        log:
+            PATHS.log("clones_model", str(_job)),
+        benchmark:
+            PATHS.benchmark("clones_model", str(_job))
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=sequential_mem_mb(_models),
+            gpu=int(uses_gpu()),
+        params:
+            settings=CLONES_MODEL_SETTINGS,
+            device=config["device"],
+        script:
+            "../workflow_scripts/clones_model.py"
 
 
 rule clones_summary:

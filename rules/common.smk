@@ -14,6 +14,7 @@ from widthlab.grid import (
     parse_model_id,
     unnamed,
 )
+from widthlab.model_jobs import split_into_jobs
 from widthlab.train_packs import plan_packs
 
 try:
@@ -128,6 +129,26 @@ def pack_rule_name(pack):
     return f"train_{pack.name.replace('-', '_')}"
 
 
+def model_jobs(stage, models):
+    """{job: model ids} of a stage whose per-model work runs in `jobs` jobs (widthlab.model_jobs):
+    `activations.jobs`, or `analyses.<stage>.jobs`."""
+    key = "activations.jobs" if stage == "activations" else f"analyses.{stage}.jobs"
+    section = config["activations"] if stage == "activations" else analysis(stage)
+    try:
+        return split_into_jobs(models, section["jobs"], key)
+    except ValueError as error:
+        raise WorkflowError(f"invalid configuration: {error}") from None
+
+
+def sequential_mem_mb(ids):
+    """Memory of a job that handles these models one after another: the largest one's."""
+
+    def mem_mb(wildcards, attempt):
+        return max(models_mem_mb([m], attempt) for m in ids)
+
+    return mem_mb
+
+
 def pack_resources(pack):
     """Resources of a pack's job, bound to its models here (a lambda in a rule made in a loop
     would see the loop's last pack)."""
@@ -169,29 +190,45 @@ TARGETS = {}
 
 def stages_run(stages):
     """Those of ``stages`` that registered targets and are enabled, in the given order."""
-    return [
-        s
-        for s in stages
-        if s in TARGETS and config["analyses"].get(s, {}).get("enabled", True)
-    ]
+    return [s for s in stages if s in TARGETS and enabled(s)]
 
 
 def all_targets():
     return [path for stage in stages_run(TARGETS) for path in TARGETS[stage]]
 
 
+def enabled(stage):
+    return config["analyses"].get(stage, {}).get("enabled", True)
+
+
+def joint_reads(stage):
+    """Models outside ``stage``'s own grids whose per-model ``stage`` tables the cross-paper
+    analysis reads: the units of the similarity stage's deep models (blocks need 3 layers), the
+    clones of the transfer stage's models."""
+    if not enabled("report"):
+        return []
+    if stage == "units" and enabled("similarity") and enabled("units"):
+        return [
+            m for m in analysis_models("similarity") if parse_model_id(m).depth >= 3
+        ]
+    if stage == "clones" and enabled("transfer") and enabled("clones"):
+        return analysis_models("transfer")
+    return []
+
+
+def stage_models(stage):
+    """Models whose per-model ``stage`` tables this run makes: its grids', and the joint's."""
+    return list(dict.fromkeys(analysis_models(stage) + joint_reads(stage)))
+
+
 def joint_inputs(wildcards):
     """The cross-paper analysis reads whichever pairs of stages this run has."""
     inputs = {"prune_clone": PATHS.table("joint", "prune_vs_clone")}
-    run = set(stages_run(TARGETS))
-    deep = [m for m in analysis_models("similarity") if parse_model_id(m).depth >= 3]
-    if {"similarity", "units"} <= run and deep:  # blocks need 3 layers
+    if joint_reads("units"):
         inputs["blocks"] = PATHS.summary("similarity_blocks")
         inputs["layers"] = PATHS.summary("similarity_layers")
-        inputs["units"] = [PATHS.table("units", m) for m in deep]
-    if {"transfer", "clones"} <= run:
+        inputs["units"] = [PATHS.table("units", m) for m in joint_reads("units")]
+    if joint_reads("clones"):
         inputs["gaps"] = PATHS.summary("transfer_gaps")
-        inputs["clones"] = [
-            PATHS.table("clones", m) for m in analysis_models("transfer")
-        ]
+        inputs["clones"] = [PATHS.table("clones", m) for m in joint_reads("clones")]
     return inputs

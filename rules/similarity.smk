@@ -4,7 +4,6 @@
 from types import SimpleNamespace
 
 from widthlab.similarity_pairs import check_settings, choose_pairs
-from widthlab.similarity_pairs import split_into_jobs
 
 SIMILARITY = analysis("similarity")
 SIMILARITY_CATEGORY = "1. Nguyen, Raghu & Kornblith 2021: CKA and block structure"
@@ -43,7 +42,7 @@ SIMILARITY_FIGURES = {
 
 # Per-model work, spread over `analyses.similarity.jobs` jobs (a model's job is a stable hash of
 # its id): each job writes the within-model CKA table and the per-layer table of its models.
-for _job, _models in split_into_jobs(SIMILARITY_MODELS, SIMILARITY["jobs"]).items():
+for _job, _models in model_jobs("similarity", SIMILARITY_MODELS).items():
 
     rule:
         name:

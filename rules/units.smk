@@ -6,32 +6,37 @@ UNITS_MODEL_SETTINGS = canonical(
     {
         k: v
         for k, v in analysis("units").items()
-        if k not in ("grid", "enabled", "level")
+        if k not in ("grid", "enabled", "level", "jobs")
     }
 )
 
 
-rule units_model:
-    input:
-        model=PATHS.model("{model}"),
-        data=dataset_of,
-    output:
-        table=PATHS.table("units", "{model}"),
-        curves=PATHS.table("units/curves", "{model}"),
-    log:
-        PATHS.log("units_model", "{model}"),
-    benchmark:
-        PATHS.benchmark("units_model", "{model}")
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=model_mem_mb,
-        gpu=lambda w: int(uses_gpu()),
-    params:
-        settings=UNITS_MODEL_SETTINGS,
-        device=config["device"],
-    script:
-        "../workflow_scripts/units_model.py"
+# Per-model work, spread over `analyses.units.jobs` jobs (widthlab.model_jobs).
+for _job, _models in model_jobs("units", stage_models("units")).items():
+
+    rule:
+        name:
+            f"units_model_{_job}"
+        input:
+            model=[PATHS.model(m) for m in _models],
+            data=list(dict.fromkeys(dataset_of_model(m) for m in _models)),
+        output:
+            table=[PATHS.table("units", m) for m in _models],
+            curves=[PATHS.table("units/curves", m) for m in _models],
+        log:
+            PATHS.log("units_model", str(_job)),
+        benchmark:
+            PATHS.benchmark("units_model", str(_job))
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=sequential_mem_mb(_models),
+            gpu=int(uses_gpu()),
+        params:
+            settings=UNITS_MODEL_SETTINGS,
+            device=config["device"],
+        script:
+            "../workflow_scripts/units_model.py"
 
 
 rule units_summary:

@@ -82,6 +82,11 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in rows if rule != "total"}
 
 
+def stage_jobs(counts: dict[str, int], rule: str) -> int:
+    """Jobs of a rule made once per job of a per-model stage (`<rule>_<job>`)."""
+    return sum(n for name, n in counts.items() if re.fullmatch(rf"{rule}_\d+", name))
+
+
 def trainings(counts: dict[str, int]) -> int:
     """Models trained by a dry run's jobs: one per `train` job, n per `train_pack<n>_…` job."""
     packed = (int(m[1]) * jobs for rule, jobs in counts.items() if (m := PACK_RULE.match(rule)))

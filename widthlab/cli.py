@@ -1,4 +1,5 @@
-"""The ``widthlab`` command: ``summary [DIR]``, ``provenance PATH``, ``audit [DIR]``.
+"""The ``widthlab`` command: ``summary [DIR]``, ``provenance PATH``, ``audit [DIR]``,
+``rerun STAGE``, ``slurm-check``.
 
 A subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its arguments
 to an ``argparse`` parser, and a handler ``(args) -> exit status``.
@@ -240,6 +241,42 @@ def run_slurm_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+# ---------------------------------------------------------------------------------- rerun
+
+
+def stage_rules(rules: list[str], stages: list[str]) -> list[str]:
+    """The rules of ``stages``: a stage's rules are named after it (``units_model_0``,
+    ``units_summary``, ``train_pack6_…``); a name that is itself a rule is taken as it is."""
+    unknown = [s for s in stages if not any(r == s or r.startswith(f"{s}_") for r in rules)]
+    if unknown:
+        raise ValueError(f"no rules of {unknown} in this workflow; its rules are {sorted(rules)}")
+    return [r for r in rules if any(r == s or r.startswith(f"{s}_") for s in stages)]
+
+
+def run_rerun(args: argparse.Namespace) -> int:
+    extra = args.snakemake
+    listed = subprocess.run(
+        ["snakemake", "--list-rules", *extra], capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:
+        print(listed.stdout + listed.stderr, file=sys.stderr)
+        return listed.returncode
+    rules = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    try:
+        chosen = stage_rules(rules, args.stages)
+    except ValueError as error:
+        print(f"widthlab rerun: {error}", file=sys.stderr)
+        return 2
+    print(f"widthlab rerun: {' '.join(chosen)}", flush=True)
+    command = ["snakemake", "--forcerun", *chosen, "--until", *chosen, *extra]
+    return subprocess.run(command, check=False).returncode
+
+
+def rerun_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stages", nargs="+", metavar="STAGE", help="e.g. activations units")
+    parser.epilog = "Arguments after -- go to snakemake, e.g. -- --cores 2 --configfile x.yaml"
+
+
 COMMANDS: dict[str, Command] = {
     "summary": Command(
         "print the headline table: each paper's claim, what this run measured, does it hold",
@@ -250,6 +287,11 @@ COMMANDS: dict[str, Command] = {
         "print an artifact's provenance chain back to the raw data",
         provenance_arguments,
         run_provenance,
+    ),
+    "rerun": Command(
+        "rerun every rule of the given stages (and only those), e.g. after changing their code",
+        rerun_arguments,
+        run_rerun,
     ),
     "slurm-check": Command(
         "check that this machine can run the workflow on SLURM; say what to install if not",
@@ -278,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns its exit status (the console script exits with it)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:tail])
+    args.snakemake = argv[tail + 1 :]
     try:
         return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # `widthlab provenance x | head`: stop quietly

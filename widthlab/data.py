@@ -32,7 +32,7 @@ import os
 import pickle
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -765,3 +765,20 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
     except DataError as error:
         raise DatasetArtifactError(str(error)) from None
     return ds
+
+
+class DatasetFiles:
+    """The dataset files of a job over several models (named ``{data id}.npz``), each loaded
+    once, on first use."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike]):
+        self._paths = {Path(p).stem: str(p) for p in paths}
+        self._loaded: dict[str, Dataset] = {}
+
+    def of(self, data_id: str) -> tuple[str, Dataset]:
+        """(path, dataset) of the dataset ``data_id``."""
+        if data_id not in self._paths:
+            raise DataError(f"no dataset file for {data_id!r} among {sorted(self._paths.values())}")
+        if data_id not in self._loaded:
+            self._loaded[data_id] = load_dataset(self._paths[data_id])
+        return self._paths[data_id], self._loaded[data_id]

@@ -16,6 +16,7 @@ Workflow scripts use :class:`Job`; this module never imports Snakemake.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -632,6 +633,22 @@ class Job:
         self.close()
 
     # -- records and writers
+
+    @contextlib.contextmanager
+    def for_model(self, model_id: str, inputs: Iterable[str | os.PathLike]) -> Iterator[Job]:
+        """Within: records describe one model's share of a job over several models (a pack, a
+        stage's job of several models): only ``inputs`` (which must be inputs of the job) and
+        ``model`` among the wildcards, so auditing one model's artifacts ignores the others."""
+        inputs = flatten(inputs)
+        foreign = [path for path in inputs if path not in self.inputs]
+        if foreign:
+            raise ValueError(f"{foreign} are not inputs of this job of rule {self.rule}")
+        saved = self.inputs, self.wildcards
+        self.inputs, self.wildcards = inputs, {**self.wildcards, "model": model_id}
+        try:
+            yield self
+        finally:
+            self.inputs, self.wildcards = saved
 
     def record(self, artifact: str | os.PathLike | None = None) -> dict[str, Any]:
         """A fresh record for ``artifact`` (end time now)."""

@@ -12,14 +12,10 @@ Pair rules (``analyses.similarity.pairs``):
   count is at most ``max_parameter_ratio`` times the smaller. A deep model without such a partner
   gets no pair.
 - ``explicit`` — ``[model_a, model_b]`` lists, kept as given (kind ``explicit``).
-
-Per-model work is spread over ``jobs`` jobs: a model goes to job ``blake2b(id) mod jobs``, so adding
-a model to the grid reruns only the job it lands in.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,23 +114,6 @@ def choose_pairs(model_ids: Iterable[str], settings: Mapping) -> list[Pair]:
                 )
         pairs.append(Pair("explicit", a, b))
     return list(dict.fromkeys(pairs))
-
-
-def job_of(model_id: str, jobs: int) -> int:
-    """The per-model job (0 … jobs−1) that handles ``model_id``: a stable hash, not the position
-    in the grid, so adding a model moves no other model to another job."""
-    digest = hashlib.blake2b(model_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % jobs
-
-
-def split_into_jobs(model_ids: Iterable[str], jobs: int) -> dict[int, list[str]]:
-    """{job: model ids} for the non-empty jobs, ids in their given order."""
-    if jobs < 1:
-        raise ValueError(f"analyses.similarity.jobs must be ≥ 1, got {jobs}")
-    out: dict[int, list[str]] = defaultdict(list)
-    for mid in dict.fromkeys(model_ids):
-        out[job_of(mid, jobs)].append(mid)
-    return dict(sorted(out.items()))
 
 
 def check_settings(settings: Mapping) -> None:

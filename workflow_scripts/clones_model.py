@@ -1,10 +1,11 @@
-"""Rule clones_model: chunks of one model's last hidden layer on the train and test splits."""
+"""Rules clones_model_<job>: chunks of the last hidden layer of each of the job's models on the
+train and test splits."""
 
 import torch
 
 from widthlab.activations import resolve_device
 from widthlab.clones import CloneConfig, analyse_model
-from widthlab.data import load_dataset
+from widthlab.data import DatasetFiles
 from widthlab.models import load_model
 from widthlab.provenance import Job
 
@@ -12,18 +13,22 @@ job = Job.from_snakemake(snakemake)
 torch.set_num_threads(max(1, snakemake.threads))
 device = resolve_device(snakemake.params.device)
 config = CloneConfig.from_dict({**snakemake.params.settings, "device": str(device)})
-model, spec = load_model(snakemake.input.model)
-dataset = load_dataset(snakemake.input.data)
 job.seed, job.device = config.seed, str(device)
-table, logits = analyse_model(
-    model,
-    dataset.x_train,
-    dataset.y_train,
-    dataset.x_test,
-    dataset.y_test,
-    config,
-    spec.columns(),
-    log=job.log.info,
-)
-job.write_parquet(table, snakemake.output.table)
-job.write_parquet(logits, snakemake.output.logits)
+datasets = DatasetFiles(snakemake.input.data)
+outputs = zip(snakemake.input.model, snakemake.output.table, snakemake.output.logits, strict=True)
+for model_path, table_path, logits_path in outputs:
+    model, spec = load_model(model_path)
+    data_path, dataset = datasets.of(spec.data.id)
+    table, logits = analyse_model(
+        model,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.x_test,
+        dataset.y_test,
+        config,
+        spec.columns(),
+        log=job.log.info,
+    )
+    with job.for_model(spec.id, [model_path, data_path]):
+        job.write_parquet(table, table_path)
+        job.write_parquet(logits, logits_path)

@@ -28,5 +28,6 @@ for mid, layers_path, predictions_path, cka_path, table_path in zip(
     job.log.info(
         "%s: %d layers, PC1 shares %s", mid, len(taps), per_layer["pc1_share"].round(3).tolist()
     )
-    job.write_parquet(cka, cka_path)
-    job.write_parquet(per_layer, table_path)
+    with job.for_model(mid, [layers_path, predictions_path]):
+        job.write_parquet(cka, cka_path)
+        job.write_parquet(per_layer, table_path)

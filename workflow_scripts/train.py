@@ -30,9 +30,10 @@ outputs = zip(
     strict=True,
 )
 for spec, result, model_path, history_path, metrics_path in outputs:
-    job.seed = spec.seed
-    job.device = result.metrics["device"]
-    job.write_parquet(result.history, history_path)
-    job.save_json(metrics_path, result.metrics)
-    save_model(result.model, spec, model_path)
-    job.sidecar(model_path)
+    with job.for_model(spec.id, [snakemake.input.data]):
+        job.seed = spec.seed
+        job.device = result.metrics["device"]
+        job.write_parquet(result.history, history_path)
+        job.save_json(metrics_path, result.metrics)
+        save_model(result.model, spec, model_path)
+        job.sidecar(model_path)

@@ -14,6 +14,7 @@ from widthlab.clones import TABLE_COLUMNS
 from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
+from widthlab.model_jobs import job_of, split_into_jobs
 from widthlab.provenance import read_provenance
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,8 @@ def test_per_model_tables_are_tidy_and_carry_provenance(tiny_run):
         assert len(logits) == len(dataset.y_test)  # the whole test split, not the probe set
         assert np.array_equal(logits["label"], dataset.y_test)
         record = read_provenance(results / f"clones/{mid}.parquet")
-        assert record["rule"] == "clones_model" and record["wildcards"] == {"model": mid}
+        assert record["rule"] == f"clones_model_{job_of(mid, 4)}"
+        assert record["wildcards"] == {"model": mid}
         inputs = " ".join(entry["path"] for entry in record["inputs"])
         assert f"models/{mid}/model.pt" in inputs and "data/digits.npz" in inputs
         assert record["params"]["settings"]["n_accuracy_chunks"] == 20
@@ -97,7 +99,8 @@ def test_a_threshold_reruns_only_the_summary_and_a_chunk_setting_every_model(tin
     config["analyses"]["clones"]["n_ii_chunks"] = 3
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(workdir, "-n", "--until", "clones_summary").stdout)
-    assert counts == {"clones_model": 3, "clones_summary": 1}
+    assert counts.pop("clones_summary") == 1
+    assert set(counts) == {f"clones_model_{k}" for k in split_into_jobs(MAIN + EARLY, 4)}
 
 
 def test_an_unknown_clones_key_is_refused_naming_it(tiny_run, tmp_path):

@@ -10,8 +10,8 @@ from conftest import copy_workflow, fork, snakemake, tiny_config
 
 from widthlab.grid import parse_model_id
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
+from widthlab.model_jobs import job_of
 from widthlab.provenance import read_provenance
-from widthlab.similarity_pairs import job_of
 
 pytestmark = pytest.mark.integration
 

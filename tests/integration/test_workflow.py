@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, fork, job_counts, snakemake, tiny_config
+from conftest import copy_workflow, fork, job_counts, snakemake, stage_jobs, tiny_config
+
+from widthlab.model_jobs import split_into_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -80,15 +82,18 @@ def test_adding_a_width_schedules_only_that_width(tiny_run, tmp_path):
     config["grids"]["main"]["width"].append(64)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(workdir, "-n").stdout)
-    assert counts["train"] == 1 and counts["activations"] == 1
+    assert counts["train"] == 1 and stage_jobs(counts, "activations") == 1
     assert "dataset" not in counts
     assert counts["training_summary"] == 1
 
 
-def test_forcerun_until_reruns_one_stage(tiny_run, tmp_path):
+def test_widthlab_rerun_reruns_one_stage(tiny_run, tmp_path):
     workdir = fork(tiny_run, tmp_path)
-    result = snakemake(workdir, "-n", "--forcerun", "activations", "--until", "activations")
-    assert job_counts(result.stdout) == {"activations": len(TINY_MODELS)}
+    result = widthlab_cli("rerun", "activations", "--", "-n", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    shards = split_into_jobs(TINY_MODELS, 4)
+    assert job_counts(result.stdout) == {f"activations_{k}": 1 for k in shards}
+    assert widthlab_cli("rerun", "activation", cwd=workdir).returncode == 2  # no such stage
 
 
 def widthlab_cli(*args, cwd):

@@ -267,6 +267,24 @@ def test_audit_names_the_artifact_whose_input_changed(workdir):
     assert "results/data/digits.npz" in str(problems[0]) and paths["raw"] in str(problems[0])
 
 
+def test_a_job_over_several_models_records_each_models_own_inputs(workdir):
+    """A change to one model's input flags that model's artifact only."""
+    io.write_text("a.txt", "a")
+    io.write_text("b.txt", "b")
+    with Job.standalone("units_model_0", ["a.txt", "b.txt"], {"models": ["a", "b"]}, {}) as job:
+        for name in ("a", "b"):
+            with job.for_model(name, [f"{name}.txt"]):
+                job.write_parquet(pd.DataFrame({"x": [1]}), f"results/units/{name}.parquet")
+        with pytest.raises(ValueError, match=r"\['c.txt'\] are not inputs"):
+            with job.for_model("c", ["c.txt"]):
+                pass
+        assert job.inputs == ["a.txt", "b.txt"] and "model" not in job.wildcards
+    rec = provenance.read_provenance("results/units/b.parquet")
+    assert [i["path"] for i in rec["inputs"]] == ["b.txt"] and rec["wildcards"] == {"model": "b"}
+    io.write_text("b.txt", "changed")
+    assert [p.artifact for p in audit("results")] == ["results/units/b.parquet"]
+
+
 def test_audit_reports_missing_unreadable_and_modified(workdir):
     paths = make_chain()
     (workdir / paths["raw"]).unlink()

@@ -11,14 +11,8 @@ import torch
 from widthlab import similarity as sim
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.headline import HEADLINE_COLUMNS
-from widthlab.similarity_pairs import (
-    Pair,
-    choose_pairs,
-    job_of,
-    seed_pairs,
-    split_into_jobs,
-    wide_vs_deep_pairs,
-)
+from widthlab.model_jobs import job_of, split_into_jobs
+from widthlab.similarity_pairs import Pair, choose_pairs, seed_pairs, wide_vs_deep_pairs
 
 DIGITS = DataSpec("digits")
 
@@ -91,8 +85,8 @@ def test_adding_a_model_moves_no_other_model_to_another_job():
     changed = [k for k in after if after[k] != before.get(k)]
     assert changed == [job_of(mid(128, 2), 4)]
     assert sorted(m for ms in before.values() for m in ms) == sorted(ids)
-    with pytest.raises(ValueError, match="jobs must be ≥ 1"):
-        split_into_jobs(ids, 0)
+    with pytest.raises(ValueError, match="config key analyses.units.jobs: must be an integer ≥ 1"):
+        split_into_jobs(ids, 0, "analyses.units.jobs")
 
 
 # --- per-model tables -------------------------------------------------------------------------
