@@ -120,8 +120,8 @@ def model_runtime(wildcards, attempt):
 # every other model has its own `train` job.
 TRAIN_PACKS = plan_packs(
     [(parse_model_id(m), grid_train_settings(MODEL_GRID[m])) for m in MODEL_GRID],
-    config["train_packs"]["max_models"],
-    config["train_packs"]["width_band"],
+    **{k: v for k, v in config["train_packs"].items() if k != "cpu_max_macs"},
+    max_macs=config["train_packs"]["cpu_max_macs"] if config["device"] == "cpu" else None,
 )
 
 

@@ -17,6 +17,16 @@ ARCHS = ("mlp", "cnn", "resnet", "wrn", "bmlp")
 INITS = ("he", "xavier", "orthogonal")
 DROPOUT_ARCHS = ("mlp", "bmlp", "cnn")
 
+# Input units per example of each dataset (the first layer of an MLP).
+INPUT_UNITS = {
+    "digits": 64,
+    "mnist": 784,
+    "fashion_mnist": 784,
+    "cifar10": 3072,
+    "cifar100": 3072,
+    "synthetic": 32,
+}
+
 
 def format_float(value: float) -> str:
     """Short, lossless, dash-safe-to-parse float: 0 → '0', 0.0005 → '5e-4', 0.5 → '0.5'."""

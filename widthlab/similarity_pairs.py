@@ -21,17 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from widthlab.grid import ModelSpec, parse_model_id
-
-# Input units per example of each dataset (for the parameter count of MLPs).
-INPUT_UNITS = {
-    "digits": 64,
-    "mnist": 784,
-    "fashion_mnist": 784,
-    "cifar10": 3072,
-    "cifar100": 3072,
-    "synthetic": 32,
-}
+from widthlab.grid import INPUT_UNITS, ModelSpec, parse_model_id
 
 
 @dataclass(frozen=True)

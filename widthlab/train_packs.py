@@ -2,12 +2,17 @@
 
 Small MLPs leave a GPU waiting on kernel launches and a CPU job waiting on interpreter
 start-up, so models that train the same way are stacked into one *pack* and stepped together
-(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them). A model may
-join a pack when :func:`packable` says so; models share a pack when they have the same
-:func:`pack_key` (dataset, training subset, architecture, depth, weight decay and training
-settings: everything but width, seed, init and variant) and lie in the same width band
-(widest hidden layer in ``[band^k, band^(k+1))``), at most ``max_models`` per pack, in width
-then seed order.
+(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them, each layer
+zero-padded to the pack's widest model). A model may join a pack when :func:`packable` says so;
+models share a pack when they have the same :func:`pack_key` (dataset, training subset,
+architecture, depth, weight decay and training settings: everything but width, seed, init and
+variant) and the same cost band, at most ``max_models`` per pack, in width then seed order.
+
+Cost bands bound the padding: a model's cost is its multiply–accumulates per example
+(:func:`step_macs`), but at least ``launch_bound_macs`` (below that a step costs its kernel
+launches, whatever the width), and models share a band when their costs lie in the same
+``[max_padding^k, max_padding^(k+1))``. So a pack computes at most ``max_padding`` times what
+its models would alone, while all launch-bound models of a recipe fill one pack.
 
 The plan depends on the config alone, so dry runs and SLURM submissions are reproducible, and
 bands are fixed intervals, so adding a model to a grid re-forms only the pack it joins.
@@ -22,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from widthlab.grid import ModelSpec
+from widthlab.grid import INPUT_UNITS, ModelSpec
 
 PACK_ARCHS = ("mlp", "bmlp")
 
@@ -57,8 +62,16 @@ def pack_key(spec: ModelSpec, settings: Mapping[str, Any]) -> str:
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def width_band(spec: ModelSpec, band: float) -> int:
-    return int(math.floor(math.log(max(hidden_widths(spec)), band) + 1e-9))
+def step_macs(spec: ModelSpec) -> int:
+    """Multiply–accumulates per example of the MLP's forward pass, from the id alone."""
+    classes = len(spec.data.classes or ()) or (100 if spec.data.name == "cifar100" else 10)
+    sizes = [INPUT_UNITS.get(spec.data.name, 3072), *hidden_widths(spec), classes]
+    return sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def cost_band(spec: ModelSpec, max_padding: float, launch_bound_macs: int) -> int:
+    cost = max(step_macs(spec), launch_bound_macs, 1)
+    return int(math.floor(math.log(cost, max_padding) + 1e-9))
 
 
 @dataclass(frozen=True)
@@ -76,18 +89,23 @@ class Pack:
 def plan_packs(
     models: Iterable[tuple[ModelSpec, Mapping[str, Any]]],
     max_models: int = 16,
-    band: float = 8.0,
+    max_padding: float = 2.0,
+    launch_bound_macs: int = 65536,
+    max_macs: int | None = None,
 ) -> list[Pack]:
     """Packs of ≥ 2 models from ``(spec, train settings)`` pairs; models left out of every pack
-    train alone. ``max_models`` 1 plans no packs."""
+    train alone. ``max_models`` 1 plans no packs. Models costing more than ``max_macs`` per
+    example train alone (on CPUs, where a batched matmul is slower than separate ones and a
+    pack saves only start-up)."""
     if max_models < 1 or isinstance(max_models, bool):
         raise ValueError(f"train_packs.max_models must be a positive integer, got {max_models}")
-    if not band > 1:
-        raise ValueError(f"train_packs.width_band must be > 1, got {band}")
+    if not max_padding > 1:
+        raise ValueError(f"train_packs.max_padding must be > 1, got {max_padding}")
     groups: dict[tuple[str, int], list[ModelSpec]] = {}
     for spec, settings in models:
-        if packable(spec, settings):
-            groups.setdefault((pack_key(spec, settings), width_band(spec, band)), []).append(spec)
+        if packable(spec, settings) and (max_macs is None or step_macs(spec) <= max_macs):
+            band = cost_band(spec, max_padding, launch_bound_macs)
+            groups.setdefault((pack_key(spec, settings), band), []).append(spec)
     packs = []
     for specs in groups.values():
         specs = sorted(dict.fromkeys(specs), key=lambda s: (s.width, s.seed, s.id))

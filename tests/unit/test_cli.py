@@ -166,3 +166,17 @@ def test_slurm_check_names_the_package_to_install_when_the_plugin_is_missing(mon
     err = capsys.readouterr().err
     assert "pip install snakemake-executor-plugin-slurm" in err
     assert "`sbatch` is not on PATH" in err
+
+
+def test_rerun_picks_exactly_the_rules_named_after_the_stages():
+    rules = ["activations_0", "activations_3", "all", "train", "train_pack6_0a1b2c3d"]
+    rules += ["training_summary", "units_model_0", "units_summary", "headline"]
+    assert cli.stage_rules(rules, ["activations"]) == ["activations_0", "activations_3"]
+    assert cli.stage_rules(rules, ["train"]) == ["train", "train_pack6_0a1b2c3d"]
+    assert cli.stage_rules(rules, ["units", "headline"]) == [
+        "units_model_0",
+        "units_summary",
+        "headline",
+    ]
+    with pytest.raises(ValueError, match=r"no rules of \['activation'\]"):
+        cli.stage_rules(rules, ["activation"])

@@ -18,7 +18,7 @@ from widthlab.train import (
     train,
     train_pack,
 )
-from widthlab.train_packs import Pack, pack_key, packable, plan_packs
+from widthlab.train_packs import Pack, pack_key, packable, plan_packs, step_macs
 
 from .test_train import QUIET, _interrupt_at, _one_thread, assert_same_weights, digits, mlp
 
@@ -47,32 +47,63 @@ def assert_close_to_alone(results, specs, data, cfg, atol=2e-5):
 # ------------------------------------------------------------------------------------ plan
 
 
-def test_plan_groups_by_recipe_and_width_band():
+def test_plan_groups_by_recipe_and_cost_band():
     settings = {"lr": 0.05}
-    specs = [mlp(w, 2, seed=s) for w in (8, 16, 32, 64, 128, 512) for s in (0, 1)]
+    widths = (8, 16, 32, 64, 128, 512)
+    specs = [mlp(w, 2, seed=s) for w in widths for s in (0, 1)]
     specs += [mlp(16, 4, seed=0), mlp(16, 4, seed=1)]  # another depth: another pack
     specs += [mlp(16, 2, seed=0, weight_decay=5e-4)]  # alone in its recipe: no pack
     specs += [mlp(16, 2, seed=5, dropout=0.1), ModelSpec(DataSpec("digits"), "cnn", 16, 2)]
-    packs = plan_packs([(s, settings) for s in specs], max_models=16, band=8)
-    members = [set(p.ids) for p in packs]
-    assert {mlp(8, 2, seed=0).id, mlp(32, 2, seed=1).id} <= members[0]  # band [8, 64)
-    assert len(members[0]) == 6
-    assert members[1] == {mlp(w, 2, seed=s).id for w in (64, 128) for s in (0, 1)}  # [64, 512)
-    assert members[2] == {mlp(512, 2, seed=s).id for s in (0, 1)}
-    assert members[3] == {mlp(16, 4, seed=s).id for s in (0, 1)}
-    assert len(packs) == 4  # the dropout, cnn and lone-recipe models train alone
-    assert [p.ids for p in plan_packs([(s, settings) for s in specs], band=8)] == [
-        p.ids for p in packs
-    ]  # stable
+    pairs = [(s, settings) for s in specs]
+    # digits MLPs up to width 128 cost < 2^16 MACs per example: launch-bound, one band
+    assert step_macs(mlp(128, 2)) == 64 * 128 + 128 * 128 + 128 * 10 < 65536
+    packs = plan_packs(pairs, max_models=16, max_padding=2, launch_bound_macs=65536)
+    assert [set(p.ids) for p in packs] == [
+        {mlp(w, 2, seed=s).id for w in widths[:5] for s in (0, 1)},
+        {mlp(512, 2, seed=s).id for s in (0, 1)},
+        {mlp(16, 4, seed=s).id for s in (0, 1)},
+    ]  # the dropout, cnn and lone-recipe models train alone
+    assert plan_packs(pairs, 16, 2, 65536) == packs  # the config alone decides
+    # without the launch-bound floor every width of a ×2 series is its own band
+    exact = plan_packs(pairs, max_models=16, max_padding=2, launch_bound_macs=1)
+    assert [len(p.ids) for p in exact] == [2] * 7
     # another training recipe is another pack; max_models splits in width-then-seed order
     other = [(s, {"lr": 0.1} if s.seed else settings) for s in specs[:6]]
-    assert [len(p.ids) for p in plan_packs(other, band=8)] == [3, 3]
-    split = plan_packs([(s, settings) for s in specs[:6]], max_models=4, band=8)
+    assert [len(p.ids) for p in plan_packs(other)] == [3, 3]
+    split = plan_packs(pairs[:6], max_models=4)
     assert [p.ids for p in split] == [
         tuple(s.id for s in specs[:4]),
         tuple(s.id for s in specs[4:6]),
     ]
-    assert plan_packs([(s, settings) for s in specs], max_models=1) == []
+    assert plan_packs(pairs, max_models=1) == []
+    small = plan_packs(pairs, max_macs=step_macs(mlp(128, 2)))  # the width-512 pair trains alone
+    assert [len(p.ids) for p in small] == [10, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_pack_computes_at_most_max_padding_times_its_models(seed):
+    """Padded to its widest model, a pack's cost stays within max_padding of each member's."""
+    rng = np.random.default_rng(seed)
+    widths = rng.integers(4, 3000, size=40)
+    depths = rng.integers(1, 4, size=40)
+    specs = [
+        mlp(int(w), int(d), seed=i) for i, (w, d) in enumerate(zip(widths, depths, strict=True))
+    ]
+    data = DataSpec("mnist")
+    specs = [replace(s, data=data) for s in specs]
+    for max_padding, floor in ((2.0, 65536), (1.3, 1), (4.0, 10**6)):
+        packs = plan_packs(
+            [(s, {}) for s in specs],
+            max_models=64,
+            max_padding=max_padding,
+            launch_bound_macs=floor,
+        )
+        assert packs and sum(len(p.ids) for p in packs) <= len(specs)
+        by_id = {s.id: s for s in specs}
+        for pack in packs:
+            members = [by_id[m] for m in pack.ids]
+            padded = step_macs(max(members, key=lambda s: s.width))
+            assert all(padded <= max_padding * max(step_macs(m), floor) for m in members)
 
 
 def test_plan_rules_and_names():
@@ -87,8 +118,8 @@ def test_plan_rules_and_names():
     assert pack.name.startswith("pack2-")
     with pytest.raises(ValueError, match="max_models"):
         plan_packs([], max_models=0)
-    with pytest.raises(ValueError, match="width_band"):
-        plan_packs([], band=1)
+    with pytest.raises(ValueError, match="max_padding"):
+        plan_packs([], max_padding=1)
 
 
 # -------------------------------------------------------------------------------- training
