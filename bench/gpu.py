@@ -15,7 +15,7 @@ Sections (all by default), each printed as a Markdown table for the README:
     step), and their ratio. Goal: ≥ 5×.
 ``mlps``
     ms per step of many small MLPs: 64 MLPs of widths 16…2048 (8 seeds each) and 32 tiny ones
-    (width 16), each trained as planned by ``widthlab.train_packs`` (stacked per cost band)
+    (width 16), each trained as planned by ``widthlab.train_packs`` (the seeds of one width stacked)
     against a loop over the same models one by one. Goal: ≥ 10×.
 ``cka``
     the similarity stage's work for CIFAR ResNet-110 on 10 000 probe examples: activation

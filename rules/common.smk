@@ -121,7 +121,9 @@ def model_runtime(wildcards, attempt):
 TRAIN_PACKS = plan_packs(
     [(parse_model_id(m), grid_train_settings(MODEL_GRID[m])) for m in MODEL_GRID],
     **{k: v for k, v in config["train_packs"].items() if k != "cpu_max_macs"},
-    max_macs=config["train_packs"]["cpu_max_macs"] if config["device"] == "cpu" else None,
+    max_macs=(
+        config["train_packs"]["cpu_max_macs"] if config["device"] == "cpu" else None
+    ),
 )
 
 

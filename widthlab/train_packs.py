@@ -2,20 +2,22 @@
 
 Small MLPs leave a GPU waiting on kernel launches and a CPU job waiting on interpreter
 start-up, so models that train the same way are stacked into one *pack* and stepped together
-(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them, each layer
-zero-padded to the pack's widest model). A model may join a pack when :func:`packable` says so;
-models share a pack when they have the same :func:`pack_key` (dataset, training subset,
-architecture, depth, weight decay and training settings: everything but width, seed, init and
-variant) and the same cost band, at most ``max_models`` per pack, in width then seed order.
+(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them). A model may
+join a pack when :func:`packable` says so; models share a pack when they have the same
+:func:`pack_key` (dataset, training subset, architecture, depth, weight decay and training
+settings: everything but width, seed, init and variant) and the same layer widths, at most
+``max_models`` per pack, in seed order. So adding a width to a grid adds packs and leaves the
+others alone; adding a seed re-forms the pack of its width (whose models then retrain).
 
-Cost bands bound the padding: a model's cost is its multiply–accumulates per example
-(:func:`step_macs`), but at least ``launch_bound_macs`` (below that a step costs its kernel
-launches, whatever the width), and models share a band when their costs lie in the same
-``[max_padding^k, max_padding^(k+1))``. So a pack computes at most ``max_padding`` times what
-its models would alone, while all launch-bound models of a recipe fill one pack.
+``mix_widths`` also stacks models of different widths, each layer zero-padded to the pack's
+widest model, grouped by cost band instead of width: a model's cost is its
+multiply–accumulates per example (:func:`step_macs`), but at least ``launch_bound_macs``
+(below that a step costs its kernel launches, whatever the width), and models share a band
+when their costs lie in the same ``[max_padding^k, max_padding^(k+1))``. A pack then computes at
+most ``max_padding`` times what its models would alone, and all launch-bound models of a
+recipe fill one pack, at the price of coupling widths: adding a width re-forms its band's pack.
 
-The plan depends on the config alone, so dry runs and SLURM submissions are reproducible, and
-bands are fixed intervals, so adding a model to a grid re-forms only the pack it joins.
+The plan depends on the config alone, so dry runs and SLURM submissions are reproducible.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def plan_packs(
     max_padding: float = 2.0,
     launch_bound_macs: int = 65536,
     max_macs: int | None = None,
+    mix_widths: bool = False,
 ) -> list[Pack]:
     """Packs of ≥ 2 models from ``(spec, train settings)`` pairs; models left out of every pack
     train alone. ``max_models`` 1 plans no packs. Models costing more than ``max_macs`` per
@@ -101,11 +104,14 @@ def plan_packs(
         raise ValueError(f"train_packs.max_models must be a positive integer, got {max_models}")
     if not max_padding > 1:
         raise ValueError(f"train_packs.max_padding must be > 1, got {max_padding}")
-    groups: dict[tuple[str, int], list[ModelSpec]] = {}
+    groups: dict[tuple, list[ModelSpec]] = {}
     for spec, settings in models:
         if packable(spec, settings) and (max_macs is None or step_macs(spec) <= max_macs):
-            band = cost_band(spec, max_padding, launch_bound_macs)
-            groups.setdefault((pack_key(spec, settings), band), []).append(spec)
+            if mix_widths:
+                shape = cost_band(spec, max_padding, launch_bound_macs)
+            else:
+                shape = tuple(hidden_widths(spec))
+            groups.setdefault((pack_key(spec, settings), shape), []).append(spec)
     packs = []
     for specs in groups.values():
         specs = sorted(dict.fromkeys(specs), key=lambda s: (s.width, s.seed, s.id))

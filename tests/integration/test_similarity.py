@@ -93,6 +93,7 @@ def test_seeds_and_depths_give_pairs_and_error_patterns(tiny_run, tmp_path):
     config = tiny_config()
     config["grids"]["main"].update(depth=[1, 2], seed=[0, 1])
     config["analyses"]["similarity"] = {"jobs": 4, "errors": {"permutations": 500}}
+    config["train_packs"] = {}  # the default: one pack per width, so a new width touches no other
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake(workdir, "--until", "similarity_summary")
     results = workdir / "results" / "summary"

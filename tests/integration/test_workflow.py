@@ -8,9 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, fork, job_counts, snakemake, stage_jobs, tiny_config
+from conftest import (
+    copy_workflow,
+    fork,
+    job_counts,
+    snakemake,
+    stage_jobs,
+    tiny_config,
+    trainings,
+)
 
-from widthlab.model_jobs import split_into_jobs
+from widthlab.model_jobs import job_of, split_into_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -76,13 +84,16 @@ def test_a_complete_run_leaves_nothing_to_do(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_adding_a_width_schedules_only_that_width(tiny_run, tmp_path):
+def test_adding_a_width_retrains_only_the_pack_it_joins(tiny_run, tmp_path):
     workdir = fork(tiny_run, tmp_path)
     config = tiny_config()
     config["grids"]["main"]["width"].append(64)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     counts = job_counts(snakemake(workdir, "-n").stdout)
-    assert counts["train"] == 1 and stage_jobs(counts, "activations") == 1
+    # with mix_widths (tiny.yaml) the launch-bound w64 joins main's pack, which trains again
+    assert trainings(counts) == 3 and "train" not in counts and "train_pack3" in " ".join(counts)
+    mains = [m for m in TINY_MODELS if "early" not in m] + ["digits-mlp-w64-d1-nall-wd0-s0"]
+    assert stage_jobs(counts, "activations") == len({job_of(m, 4) for m in mains})
     assert "dataset" not in counts
     assert counts["training_summary"] == 1
 

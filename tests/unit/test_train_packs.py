@@ -47,37 +47,50 @@ def assert_close_to_alone(results, specs, data, cfg, atol=2e-5):
 # ------------------------------------------------------------------------------------ plan
 
 
-def test_plan_groups_by_recipe_and_cost_band():
+def test_plan_groups_the_seeds_of_one_width_and_recipe():
     settings = {"lr": 0.05}
     widths = (8, 16, 32, 64, 128, 512)
-    specs = [mlp(w, 2, seed=s) for w in widths for s in (0, 1)]
+    specs = [mlp(w, 2, seed=s) for w in widths for s in (0, 1, 2)]
     specs += [mlp(16, 4, seed=0), mlp(16, 4, seed=1)]  # another depth: another pack
     specs += [mlp(16, 2, seed=0, weight_decay=5e-4)]  # alone in its recipe: no pack
     specs += [mlp(16, 2, seed=5, dropout=0.1), ModelSpec(DataSpec("digits"), "cnn", 16, 2)]
     pairs = [(s, settings) for s in specs]
+    packs = plan_packs(pairs)
+    assert [p.ids for p in packs] == [
+        *(tuple(mlp(w, 2, seed=s).id for s in (0, 1, 2)) for w in widths),
+        (mlp(16, 4, seed=0).id, mlp(16, 4, seed=1).id),
+    ]  # the dropout, cnn and lone-recipe models train alone
+    assert plan_packs(pairs) == packs  # the config alone decides
+    # a new width adds a pack and leaves the others; a new seed re-forms its width's pack only
+    grown = plan_packs([*pairs, (mlp(256, 2, seed=0), settings), (mlp(256, 2, seed=1), settings)])
+    assert set(packs) < set(grown) and len(grown) == len(packs) + 1
+    seeded = plan_packs([*pairs, (mlp(64, 2, seed=3), settings)])
+    assert len(set(packs) - set(seeded)) == 1
+    # another training recipe is another pack; max_models splits in seed order
+    other = [(s, {"lr": 0.1} if s.seed == 2 else settings) for s in specs[:6]]
+    assert [len(p.ids) for p in plan_packs(other)] == [2, 2]  # the seed-2 models alone
+    assert [p.ids for p in plan_packs(pairs[:3], max_models=2)] == [tuple(s.id for s in specs[:2])]
+    assert plan_packs(pairs, max_models=1) == []
+    small = plan_packs(pairs, max_macs=step_macs(mlp(128, 2)))  # the width-512 ones train alone
+    assert len(small) == len(packs) - 1
+
+
+def test_mixed_widths_pack_by_cost_band():
+    settings = {"lr": 0.05}
+    widths = (8, 16, 32, 64, 128, 512)
+    pairs = [(mlp(w, 2, seed=s), settings) for w in widths for s in (0, 1)]
     # digits MLPs up to width 128 cost < 2^16 MACs per example: launch-bound, one band
     assert step_macs(mlp(128, 2)) == 64 * 128 + 128 * 128 + 128 * 10 < 65536
-    packs = plan_packs(pairs, max_models=16, max_padding=2, launch_bound_macs=65536)
+    packs = plan_packs(pairs, max_padding=2, launch_bound_macs=65536, mix_widths=True)
     assert [set(p.ids) for p in packs] == [
         {mlp(w, 2, seed=s).id for w in widths[:5] for s in (0, 1)},
         {mlp(512, 2, seed=s).id for s in (0, 1)},
-        {mlp(16, 4, seed=s).id for s in (0, 1)},
-    ]  # the dropout, cnn and lone-recipe models train alone
-    assert plan_packs(pairs, 16, 2, 65536) == packs  # the config alone decides
-    # without the launch-bound floor every width of a ×2 series is its own band
-    exact = plan_packs(pairs, max_models=16, max_padding=2, launch_bound_macs=1)
-    assert [len(p.ids) for p in exact] == [2] * 7
-    # another training recipe is another pack; max_models splits in width-then-seed order
-    other = [(s, {"lr": 0.1} if s.seed else settings) for s in specs[:6]]
-    assert [len(p.ids) for p in plan_packs(other)] == [3, 3]
-    split = plan_packs(pairs[:6], max_models=4)
-    assert [p.ids for p in split] == [
-        tuple(s.id for s in specs[:4]),
-        tuple(s.id for s in specs[4:6]),
     ]
-    assert plan_packs(pairs, max_models=1) == []
-    small = plan_packs(pairs, max_macs=step_macs(mlp(128, 2)))  # the width-512 pair trains alone
-    assert [len(p.ids) for p in small] == [10, 2]
+    # without the launch-bound floor every width of a ×2 series is its own band
+    exact = plan_packs(pairs, max_padding=2, launch_bound_macs=1, mix_widths=True)
+    assert [len(p.ids) for p in exact] == [2] * 6
+    split = plan_packs(pairs, max_models=4, mix_widths=True)
+    assert [len(p.ids) for p in split] == [4, 4, 2, 2]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -94,6 +107,7 @@ def test_a_pack_computes_at_most_max_padding_times_its_models(seed):
     for max_padding, floor in ((2.0, 65536), (1.3, 1), (4.0, 10**6)):
         packs = plan_packs(
             [(s, {}) for s in specs],
+            mix_widths=True,
             max_models=64,
             max_padding=max_padding,
             launch_bound_macs=floor,
