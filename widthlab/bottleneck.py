@@ -37,6 +37,7 @@ from torch import nn
 from widthlab.bottleneck_jobs import (  # noqa: F401  (the stage's settings, re-exported)
     REGIME_DEFAULTS,
     bottleneck_index,
+    hidden_widths,
     job_names,
     job_settings,
     linear_settings,
@@ -327,14 +328,6 @@ def steps_to_threshold(losses: Sequence[float], threshold: float) -> float:
 # --------------------------------------------------------------------------------------------
 # Finite networks in NTK parameterisation
 # --------------------------------------------------------------------------------------------
-
-
-def hidden_widths(width: int, depth: int, k: int | None = None) -> list[int]:
-    """``depth`` hidden widths: all ``width`` except layer ``depth // 2`` which has ``k``."""
-    widths = [int(width)] * depth
-    if k is not None:
-        widths[bottleneck_index(depth)] = int(k)
-    return widths
 
 
 class NTKMLP(nn.Module):

@@ -12,6 +12,14 @@ def bottleneck_index(depth: int) -> int:
     return depth // 2
 
 
+def hidden_widths(width: int, depth: int, k: int | None = None) -> list[int]:
+    """``depth`` hidden widths: all ``width`` except layer ``depth // 2`` which has ``k``."""
+    widths = [int(width)] * depth
+    if k is not None:
+        widths[bottleneck_index(depth)] = int(k)
+    return widths
+
+
 # settings of the stage (`analyses.bottleneck` in the config); a regime may override these
 REGIME_OVERRIDES = ("depth", "lr", "lr_fraction", "steps", "threshold_fraction", "bottlenecks")
 REGIME_DEFAULTS = {"target": "onehot", "component": 0, "scale": 1.0}

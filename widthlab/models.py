@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from widthlab.bottleneck_jobs import hidden_widths
 from widthlab.grid import ModelSpec, parse_model_id
 from widthlab.io import ArtifactError, atomic_path
 
@@ -209,11 +210,6 @@ class NTKLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.effective_weight, self.effective_bias)
-
-
-def bottleneck_layer(depth: int) -> int:
-    """0-based hidden layer of a ``bmlp`` that holds the bottleneck: ``depth // 2``."""
-    return depth // 2
 
 
 class MLP(TappedModel):
@@ -410,9 +406,7 @@ def seeded_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs) -> 
 
 def _build(spec: ModelSpec, in_shape, num_classes: int, arch_kwargs) -> TappedModel:
     if spec.arch in ("mlp", "bmlp"):
-        widths = [spec.width] * spec.depth
-        if spec.arch == "bmlp":
-            widths[bottleneck_layer(spec.depth)] = int(spec.bottleneck)
+        widths = hidden_widths(spec.width, spec.depth, spec.bottleneck)
         return MLP(in_shape, num_classes, widths, dropout=spec.dropout, **arch_kwargs)
     if arch_kwargs:
         raise TypeError(f"arch {spec.arch!r} takes no extra arguments, got {sorted(arch_kwargs)}")

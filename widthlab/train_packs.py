@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from widthlab.bottleneck_jobs import hidden_widths
 from widthlab.grid import INPUT_UNITS, ModelSpec
 
 PACK_ARCHS = ("mlp", "bmlp")
@@ -41,14 +42,6 @@ def packable(spec: ModelSpec, settings: Mapping[str, Any]) -> bool:
     arch_kwargs = dict(settings.get("arch_kwargs") or {})
     standard = arch_kwargs.pop("parameterization", "standard") == "standard" and not arch_kwargs
     return spec.arch in PACK_ARCHS and not spec.dropout and standard
-
-
-def hidden_widths(spec: ModelSpec) -> list[int]:
-    """The hidden layer sizes of an MLP spec (a ``bmlp`` has its bottleneck in the middle)."""
-    widths = [spec.width] * spec.depth
-    if spec.arch == "bmlp":
-        widths[spec.depth // 2] = int(spec.bottleneck)
-    return widths
 
 
 def pack_key(spec: ModelSpec, settings: Mapping[str, Any]) -> str:
@@ -67,7 +60,11 @@ def pack_key(spec: ModelSpec, settings: Mapping[str, Any]) -> str:
 def step_macs(spec: ModelSpec) -> int:
     """Multiply–accumulates per example of the MLP's forward pass, from the id alone."""
     classes = len(spec.data.classes or ()) or (100 if spec.data.name == "cifar100" else 10)
-    sizes = [INPUT_UNITS.get(spec.data.name, 3072), *hidden_widths(spec), classes]
+    sizes = [
+        INPUT_UNITS.get(spec.data.name, 3072),
+        *hidden_widths(spec.width, spec.depth, spec.bottleneck),
+        classes,
+    ]
     return sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
@@ -110,7 +107,7 @@ def plan_packs(
             if mix_widths:
                 shape = cost_band(spec, max_padding, launch_bound_macs)
             else:
-                shape = tuple(hidden_widths(spec))
+                shape = tuple(hidden_widths(spec.width, spec.depth, spec.bottleneck))
             groups.setdefault((pack_key(spec, settings), shape), []).append(spec)
     packs = []
     for specs in groups.values():
