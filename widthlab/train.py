@@ -696,10 +696,10 @@ def train(
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     device, data, in_shape, num_classes = _prepare([spec], dataset, cfg, spec.id)
-    with _deterministic(device, bool(cfg.compile)):
+    with _deterministic(device, bool(cfg.compile)), _stop_on_signals() as stop:
         model = seeded_model(spec, in_shape, num_classes, **cfg.arch_kwargs).to(device)
         learner = _OneModel(model, spec.weight_decay, data, cfg, device)
-        (result,) = _fit([spec], [model], learner, checkpoint_path, log, on_step, spec.id)
+        (result,) = _fit([spec], [model], learner, checkpoint_path, log, on_step, spec.id, stop)
     return result
 
 
@@ -738,10 +738,10 @@ def train_pack(
                 "and init, so they cannot share a pack"
             )
     device, data, in_shape, num_classes = _prepare(specs, dataset, cfg, label)
-    with _deterministic(device, bool(cfg.compile)):
+    with _deterministic(device, bool(cfg.compile)), _stop_on_signals() as stop:
         models = [seeded_model(s, in_shape, num_classes) for s in specs]
         learner = _StackedMLPs(models, specs[0].weight_decay, data, cfg, device)
-        return _fit(specs, models, learner, checkpoint_path, log, on_step, label)
+        return _fit(specs, models, learner, checkpoint_path, log, on_step, label, stop)
 
 
 def _fit(
@@ -752,13 +752,10 @@ def _fit(
     log: Callable[[str], Any],
     on_step: Callable[[int, int], Any] | None,
     label: str,
+    stop: _StopFlag,
 ) -> list[TrainResult]:
-    """The training loop over the rows of ``learner``; ``models`` receive the final weights."""
-    with _stop_on_signals() as stop:
-        return _loop(specs, models, learner, checkpoint_path, log, on_step, label, stop)
-
-
-def _loop(specs, models, learner, checkpoint_path, log, on_step, label, stop):
+    """The training loop over the rows of ``learner``; ``models`` receive the final weights;
+    ``stop`` is the flag of the caller's :func:`_stop_on_signals`."""
     data, cfg, device = learner.data, learner.cfg, learner.device
     in_shape = tuple(data.x_train.shape[1:])
     # eval mode, no RNG: leaves the states alone
