@@ -158,17 +158,20 @@ def test_pack_with_adam_weight_decay_augmentation_and_label_smoothing():
     assert_close_to_alone(train_pack(specs, data, cfg, **QUIET), specs, data, cfg)
 
 
+# a narrow and a wide model that trains to zero error first (then leaves the pack)
+UNTIL_ZERO = TrainConfig(
+    optimizer="adam",
+    lr=3e-3,
+    batch_size=25,
+    max_epochs=20,
+    until_zero_train_error=True,
+    device="cpu",
+)
+NARROW_AND_WIDE = [mlp(16, 1, seed=0, train_size=100), mlp(128, 1, seed=0, train_size=100)]
+
+
 def test_models_stop_at_their_own_epoch_and_the_pack_shrinks():
-    cfg = TrainConfig(
-        optimizer="adam",
-        lr=3e-3,
-        batch_size=25,
-        max_epochs=20,
-        until_zero_train_error=True,
-        device="cpu",
-    )
-    specs = [mlp(16, 1, seed=0, train_size=100), mlp(128, 1, seed=0, train_size=100)]
-    data = digits(300)
+    cfg, specs, data = UNTIL_ZERO, NARROW_AND_WIDE, digits(300)
     lines = []
     results = train_pack(specs, data, cfg, log=lines.append, name="p")
     epochs = [r.metrics["epochs"] for r in results]
@@ -206,17 +209,8 @@ def test_padding_stays_exactly_zero():
 
 def test_pack_resume_is_bit_identical(tmp_path):
     """Stopped before and after the wide model leaves the pack, resumed twice."""
-    cfg = TrainConfig(
-        optimizer="adam",
-        lr=3e-3,
-        batch_size=25,
-        max_epochs=20,
-        until_zero_train_error=True,
-        checkpoint_every_steps=0,
-        device="cpu",
-    )
-    specs = [mlp(16, 1, seed=0, train_size=100), mlp(128, 1, seed=0, train_size=100)]
-    data = digits(300)
+    cfg = replace(UNTIL_ZERO, checkpoint_every_steps=0)
+    specs, data = NARROW_AND_WIDE, digits(300)
     plain = train_pack(specs, data, cfg, **QUIET)
     wide_leaves = plain[1].metrics["steps"]
     checkpoint = tmp_path / "pack.pt"
