@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from widthlab.similarity import cka, cka_matrix
+from widthlab.cka import cka, cka_matrix
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--layers", type=int, default=30)

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from widthlab.activations import extract
+from widthlab.cka import cka_matrix
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.models import build_model, forward_flops
-from widthlab.similarity import cka_matrix
 from widthlab.train import TrainConfig, _Data, _OneModel, _StackedMLPs
 from widthlab.train_packs import plan_packs
 

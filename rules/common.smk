@@ -15,6 +15,7 @@ from widthlab.grid import (
     unnamed,
 )
 from widthlab.model_jobs import split_into_jobs
+from widthlab.recipe import recipe_key
 from widthlab.train_packs import plan_packs
 
 try:
@@ -72,6 +73,12 @@ def dataset_of(wildcards):
 def train_settings(wildcards):
     """This model's training settings only, so that editing another grid reruns nothing here."""
     return canonical(grid_train_settings(MODEL_GRID[wildcards.model]))
+
+
+def recipes(models):
+    """{model id: its training recipe} (widthlab.recipe): summaries refuse to contrast models
+    whose recipes differ in anything but the compared factor."""
+    return {m: recipe_key(grid_train_settings(MODEL_GRID[m])) for m in models}
 
 
 def canonical(settings):

@@ -21,15 +21,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from widthlab.device import resolve_device
 from widthlab.io import ArtifactError, load_npz
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def pool_positions(tensor: torch.Tensor, max_positions: int) -> torch.Tensor:

@@ -42,6 +42,7 @@ from widthlab.bottleneck_jobs import (  # noqa: F401  (the stage's settings, re-
     job_settings,
     linear_settings,
 )
+from widthlab.cka import gram_cka
 
 KERNEL_DTYPE = torch.float64
 # the NTK baselines are closed forms: their steps to a threshold are found up to this many times
@@ -444,30 +445,17 @@ def jacobian_ntk(model: nn.Module, x, output: int = 0) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _centre_gram(gram: torch.Tensor) -> torch.Tensor:
-    gram = gram - gram.mean(0, keepdim=True)
-    return gram - gram.mean(1, keepdim=True)
-
-
-def centred_alignment(gram_a, gram_b) -> float:
-    """Centred kernel alignment ⟨HAH, HBH⟩_F / (‖HAH‖_F ‖HBH‖_F) of two Gram matrices."""
-    a = _centre_gram(torch.as_tensor(gram_a, dtype=KERNEL_DTYPE))
-    b = _centre_gram(torch.as_tensor(gram_b, dtype=KERNEL_DTYPE))
-    denom = torch.linalg.norm(a) * torch.linalg.norm(b)
-    return float((a * b).sum() / denom) if denom > 0 else float("nan")
-
-
 def linear_cka(x, y) -> float:
     """Linear CKA (biased HSIC) of two representations of the same examples (rows)."""
     x = torch.as_tensor(x, dtype=KERNEL_DTYPE).reshape(len(x), -1)
     y = torch.as_tensor(y, dtype=KERNEL_DTYPE).reshape(len(y), -1)
-    return centred_alignment(x @ x.T, y @ y.T)
+    return gram_cka(x @ x.T, y @ y.T)
 
 
 def target_alignment(gram, y) -> float:
     """Centred alignment of a Gram with the target Gram ``Y Yᵀ`` (int labels → one-hot)."""
     targets, _ = _targets(y)
-    return centred_alignment(gram, targets @ targets.T)
+    return gram_cka(gram, targets @ targets.T)
 
 
 def relative_change(a, b) -> float:

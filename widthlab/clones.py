@@ -90,6 +90,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from widthlab.device import resolve_device
+
 ACCURACY_METHODS = ("head", "head_rescaled", "readout")
 METRICS = ("accuracy", "r2", "residual_corr", "ii_chunk_to_full", "ii_full_to_chunk")
 TABLE_COLUMNS = ["chunk_size", "metric", "method", "split", "mean", "std", "n_chunks"]
@@ -203,16 +205,10 @@ def sample_chunks(width: int, size: int, n: int, seed: int = 0) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _t(x: ArrayLike, device=None, dtype=torch.float64) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
-    return x.to(device=_device(device), dtype=dtype)
+    return x.to(device=resolve_device(device), dtype=dtype)
 
 
 def _labels(y: ArrayLike, device=None) -> torch.Tensor:
@@ -244,7 +240,7 @@ def last_hidden(
     """The last tap (the input of ``model.head``, flattened to n×W) and the logits, float32
     numpy, in eval mode (no augmentation, BN running statistics). The head applied to the
     returned representation reproduces the returned logits (checked)."""
-    dev = _device(device)
+    dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
     last = model.tap_names[-1]

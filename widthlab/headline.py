@@ -1,65 +1,110 @@
 """The headline contract: what each stage claims to have measured, in one shape for the report.
 
 Every analysis stage writes ``results/summary/<stage>_headline.parquet`` with
-:data:`HEADLINE_COLUMNS`, one row per claim of its paper: the claim in words, the quantity this
-run measured (mean over seeds with a t-interval), and whether the claim holds here by a rule the
-stage documents. The report and ``widthlab summary`` read only these tables.
+:data:`HEADLINE_COLUMNS`, one row per claim of its paper: the claim as the paper states it, the
+quantity this run measured with its interval over training seeds, the null and the claimed
+direction, and the verdict of the one rule in :mod:`widthlab.stats`. Any reader can re-derive
+``holds`` from ``value, ci_low, ci_high, null, direction, n`` (:func:`widthlab.stats.
+verdict_of_row`). The report and ``widthlab summary`` read only these tables.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from widthlab import stats
+from widthlab.stats import t_interval  # noqa: F401  (re-exported for readers)
 
 HEADLINE_COLUMNS = [
     "paper",  # e.g. "Casper et al. 2021"
-    "claim",  # the paper's claim, one sentence
+    "claim",  # the paper's claim, one sentence, as the paper states it
     "quantity",  # what this run measured, e.g. "growth statistic g of prunable units"
-    "estimator",  # how, e.g. "debiased linear CKA", "t-interval over seeds"
-    "value",  # mean over seeds
-    "ci_low",  # level-% t-interval over seeds (NaN with < 2 seeds)
+    "estimator",  # how, e.g. "debiased linear CKA; t-interval over seeds"
+    "value",  # the estimate (mean over seeds, or the statistic of all seeds)
+    "ci_low",  # its level-% interval over seeds (t or seed bootstrap; NaN when n/a)
     "ci_high",
-    "n",  # number of independent values behind `value` (usually seeds)
-    "holds",  # "yes" | "no" | "partly" | "n/a"
-    "detail",  # one sentence with the numbers that decided `holds`
+    "n",  # number of independent units behind `value`
+    "unit",  # what `n` counts: "seeds" (the unit of replication)
+    "null",  # the value the claim is tested against
+    "direction",  # +1 the claim says above `null`, -1 below, 0 differs
+    "holds",  # "yes" | "contradicted" | "inconclusive" | "n/a"
+    "reason",  # why n/a (too few seeds, confounded, ceiling, not measured); "" otherwise
+    "robust",  # "yes": same verdict leaving out any one seed and at the stage's other thresholds
+    "detail",  # one sentence with the numbers behind the row
 ]
-VERDICTS = ("yes", "no", "partly", "n/a")
+# verdicts of rows built by the pre-`stats` stage code, until every stage goes through `claim`
+LEGACY_VERDICTS = ("no", "partly")
+VERDICTS = stats.VERDICTS + LEGACY_VERDICTS
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Two-sided ``level`` Student-t interval for the mean of the finite ``values``."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
+def claim(
+    paper: str,
+    claim: str,
+    quantity: str,
+    estimator: str,
+    evidence: stats.Evidence,
+    null: float,
+    direction: int,
+    detail: str,
+    unit: str = "seeds",
+    alternatives: Sequence[stats.Evidence] = (),
+    na_reason: str | None = None,
+) -> dict:
+    """One headline row: ``evidence`` (:class:`~widthlab.stats.SeedValues` or
+    :class:`~widthlab.stats.SeedBootstrap`) judged against ``null`` in ``direction`` by the one
+    rule; ``alternatives`` are the same claim under the stage's other declared thresholds;
+    ``na_reason`` makes the row n/a for a reason the stage knows (confounded, ceiling, …)."""
+    judged = stats.judge(evidence, null, direction, alternatives, na_reason)
+    robust_detail = judged.pop("robust_detail")
+    if robust_detail:
+        detail = f"{detail} Not robust ({robust_detail})."
+    return {
+        "paper": paper,
+        "claim": claim,
+        "quantity": quantity,
+        "estimator": estimator,
+        **judged,
+        "unit": unit,
+        "detail": detail,
+    }
+
+
+def not_measured(paper: str, claim: str, quantity: str, reason: str, detail: str = "") -> dict:
+    """A claim this run could not measure: n/a with its reason and no numbers."""
+    return {
+        "paper": paper,
+        "claim": claim,
+        "quantity": quantity,
+        "estimator": "",
+        "value": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "n": 0,
+        "unit": "seeds",
+        "null": math.nan,
+        "direction": 0,
+        "holds": "n/a",
+        "reason": reason,
+        "robust": "n/a",
+        "detail": detail or reason,
+    }
 
 
 def verdict(values: Sequence[float], null: float, direction: int = 1, level: float = 0.95) -> str:
-    """The headline rule for a claim "the mean is above ``null``" (``direction``
-    +1) or "below ``null``" (−1), on per-(series, seed) values with a ``level`` t-interval:
-
-    - ``yes``: the interval lies entirely on the claimed side of ``null``;
-    - ``partly``: the mean is on the claimed side but the interval reaches ``null``;
-    - ``no``: the mean is on the other side (or on ``null``);
-    - ``n/a``: fewer than two finite values (no interval).
-
-    ``direction=0`` is a two-sided claim ("differs from ``null``"): ``yes`` when the interval
-    excludes ``null``, ``no`` otherwise.
-    """
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
+    """Legacy rule (stage code not yet moved to :func:`claim`): yes / partly / no / n/a on a
+    t-interval of ``values``."""
+    finite = stats.finite(values)
     if len(finite) < 2:
         return "n/a"
     low, high = t_interval(finite, level)
     if direction == 0:
         return "yes" if low > null or high < null else "no"
     mean = finite.mean()
-    lo, hi, m = (low, high, mean) if direction > 0 else (-high, -low, -mean)
+    lo, m = (low, mean) if direction > 0 else (-high, -mean)
     null = null if direction > 0 else -null
     if lo > null:
         return "yes"
@@ -76,11 +121,10 @@ def headline_row(
     detail: str,
     level: float = 0.95,
 ) -> dict:
-    """One headline row from the per-seed (or per-model) ``values`` of a quantity."""
+    """Legacy row builder (stage code not yet moved to :func:`claim`)."""
     if holds not in VERDICTS:
         raise ValueError(f"holds must be one of {VERDICTS}, got {holds!r}")
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
+    finite = stats.finite(values)
     low, high = t_interval(finite, level)
     return {
         "paper": paper,
@@ -91,7 +135,12 @@ def headline_row(
         "ci_low": low,
         "ci_high": high,
         "n": int(len(finite)),
+        "unit": "values",
+        "null": math.nan,
+        "direction": 0,
         "holds": holds,
+        "reason": "",
+        "robust": "n/a",
         "detail": detail,
     }
 
@@ -119,31 +168,50 @@ def collect(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def format_value(row) -> str:
     """``0.62 [0.55, 0.70] (n=2)``: the value with its interval where there is one."""
+    if not np.isfinite(row["value"]):
+        return "not measured"
     value = f"{row['value']:.3g}"
     if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
         value += f" [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
-    return f"{value} (n={int(row['n'])})"
+    return f"{value} (n={int(row['n'])} {row.get('unit', 'seeds')})"
+
+
+def format_test(row) -> str:
+    """``> 0, robust`` / ``n/a: too few seeds: n = 2 < 3``: what the verdict tested."""
+    if row["holds"] == "n/a":
+        return f"n/a: {row.get('reason') or 'no reason given'}"
+    if not np.isfinite(row.get("null", math.nan)):
+        return "by the stage's own rule"
+    side = {1: ">", -1: "<", 0: "≠"}[int(row["direction"])]
+    return f"{side} {row['null']:.3g}; robust: {row.get('robust', 'n/a')}"
 
 
 def as_text(table: pd.DataFrame, width: int = 100) -> str:
     """The headline table for a terminal: one block per claim, grouped by paper."""
     import textwrap
 
-    lines = []
+    lines, pad = [], " " * 17
     for paper, rows in table.groupby("paper", sort=False):
         lines.append(paper)
         for _, row in rows.iterrows():
-            lines.append(f"  [{row['holds']:>6}] {row['claim']}")
-            lines.append(f"           {row['quantity']} = {format_value(row)}")
-            lines.append(f"           estimator: {row['estimator']}")
-            lines += textwrap.wrap(
-                row["detail"], width, initial_indent=" " * 11, subsequent_indent=" " * 11
-            )
+            lines.append(f"  [{row['holds']:>12}] {row['claim']}")
+            lines.append(f"{pad}{row['quantity']} = {format_value(row)}")
+            lines.append(f"{pad}tested: {format_test(row)}")
+            if row["estimator"]:
+                lines.append(f"{pad}estimator: {row['estimator']}")
+            lines += textwrap.wrap(row["detail"], width, initial_indent=pad, subsequent_indent=pad)
         lines.append("")
     return "\n".join(lines) if lines else "no headline rows yet (run the analysis stages)"
 
 
-_VERDICT_COLOURS = {"yes": "#d8f0d8", "partly": "#fff2cc", "no": "#f8d7d7", "n/a": "#eeeeee"}
+_VERDICT_COLOURS = {
+    "yes": "#d8f0d8",
+    "inconclusive": "#fff2cc",
+    "contradicted": "#f8d7d7",
+    "n/a": "#eeeeee",
+    "partly": "#fff2cc",
+    "no": "#f8d7d7",
+}
 
 
 def as_html(table: pd.DataFrame) -> str:
@@ -151,7 +219,8 @@ def as_html(table: pd.DataFrame) -> str:
     import html
 
     head = "".join(
-        f"<th>{h}</th>" for h in ("paper", "claim", "measured", "value", "holds", "detail")
+        f"<th>{h}</th>"
+        for h in ("paper", "claim", "measured", "value", "tested", "holds", "detail")
     )
     body = []
     for _, row in table.iterrows():
@@ -161,6 +230,7 @@ def as_html(table: pd.DataFrame) -> str:
             row["claim"],
             f"{row['quantity']} ({row['estimator']})",
             format_value(row),
+            format_test(row),
             row["holds"],
             row["detail"],
         ]
@@ -171,7 +241,9 @@ def as_html(table: pd.DataFrame) -> str:
         "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
         "td,th{border:1px solid #999;padding:4px 6px;vertical-align:top;text-align:left}"
         "</style></head><body><h2>widthlab: what width does, paper by paper</h2>"
-        "<p>value = mean over seeds [95 % t-interval] (n values); holds decided by the rule "
-        "each stage documents.</p>"
+        "<p>value [95 % interval over training seeds] (n); holds: yes when the interval "
+        "excludes the null on the claimed side, contradicted when it excludes it on the other "
+        "side, inconclusive when it contains it, n/a (with its reason) below 3 seeds or when "
+        "the comparison cannot be made; robust: the same verdict leaving out any one seed.</p>"
         f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>"
     )

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from widthlab.device import resolve_device
 from widthlab.grid import ModelSpec, parse_model_id
 from widthlab.io import ArtifactError, atomic_path, load_json, read_parquet
 from widthlab.models import TappedModel, count_parameters, forward_flops, seeded_model
@@ -206,15 +207,6 @@ class TrainConfig:
         out = asdict(self)
         out["step_milestones"] = list(self.step_milestones)
         return out
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → cuda if available else cpu; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("train.device 'cuda' was asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 # --------------------------------------------------------------------------------------------

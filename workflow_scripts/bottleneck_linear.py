@@ -1,7 +1,7 @@
 """Rule bottleneck_linear: deep linear theory (reduced A·B dynamics vs simulated wide nets)."""
 
 from widthlab import bottleneck
-from widthlab.activations import resolve_device
+from widthlab.device import resolve_device
 from widthlab.plots.bottleneck import LINEAR_FIGURES
 from widthlab.provenance import Job
 

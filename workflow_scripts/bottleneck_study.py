@@ -1,8 +1,8 @@
 """Rule bottleneck_study: one part (ntk | w<width> | limit) of one regime of the study."""
 
 from widthlab import bottleneck
-from widthlab.activations import resolve_device
 from widthlab.data import load_dataset
+from widthlab.device import resolve_device
 from widthlab.provenance import Job
 
 job = Job.from_snakemake(snakemake)

@@ -3,9 +3,9 @@ train and test splits."""
 
 import torch
 
-from widthlab.activations import resolve_device
 from widthlab.clones import CloneConfig, analyse_model
 from widthlab.data import DatasetFiles
+from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job
 

@@ -13,7 +13,7 @@ model, device = None, "cpu"
 if snakemake.input.model:  # target images, random control or feature visualisation
     import torch
 
-    from widthlab.activations import resolve_device
+    from widthlab.device import resolve_device
     from widthlab.models import load_model
 
     torch.set_num_threads(max(1, snakemake.threads))

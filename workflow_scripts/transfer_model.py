@@ -2,8 +2,8 @@
 
 import torch
 
-from widthlab.activations import resolve_device
 from widthlab.data import load_dataset
+from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job
 from widthlab.transfer import (

@@ -1,8 +1,8 @@
 """Rules units_model_<job>: zero-ablation prunability and PCA redundancy of each of the job's
 models on the test split."""
 
-from widthlab.activations import resolve_device
 from widthlab.data import DatasetFiles
+from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job
 from widthlab.units import analyse_model, model_seed

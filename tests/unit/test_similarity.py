@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from widthlab import cka as ck
 from widthlab import similarity as sim
 
 
@@ -59,14 +60,14 @@ def song_hsic1_closed_form(k, l):  # noqa: E741
 
 def test_kornblith_notebook_reference_values(kornblith_xy):
     x, y = kornblith_xy
-    assert sim.cka(x, y, "linear") == pytest.approx(0.55761, abs=1e-4)
-    assert sim.cka(x, y, "rbf", rbf_threshold=0.5) == pytest.approx(0.65483, abs=1e-4)
-    assert sim.cka(x, y, "debiased") == pytest.approx(0.51346, abs=1e-4)
+    assert ck.cka(x, y, "linear") == pytest.approx(0.55761, abs=1e-4)
+    assert ck.cka(x, y, "rbf", rbf_threshold=0.5) == pytest.approx(0.65483, abs=1e-4)
+    assert ck.cka(x, y, "debiased") == pytest.approx(0.51346, abs=1e-4)
 
 
 def test_linear_cka_matches_textbook_centring_matrix(kornblith_xy):
     x, y = kornblith_xy
-    assert sim.cka(x, y, "linear") == pytest.approx(textbook_linear_cka(x, y), abs=1e-12)
+    assert ck.cka(x, y, "linear") == pytest.approx(textbook_linear_cka(x, y), abs=1e-12)
 
 
 def test_hsic1_matches_explicit_quadruple_loops():
@@ -75,7 +76,7 @@ def test_hsic1_matches_explicit_quadruple_loops():
     b[:, 0] += a[:, 0]
     k, l = a @ a.T, np.exp(-((b[:, None] - b[None]) ** 2).sum(-1))  # noqa: E741
     slow = song_hsic1_loops(k, l)
-    assert sim.hsic1(k, l) == pytest.approx(slow, rel=1e-10)
+    assert ck.hsic1(k, l) == pytest.approx(slow, rel=1e-10)
     assert song_hsic1_closed_form(k, l) == pytest.approx(slow, rel=1e-10)
 
 
@@ -85,8 +86,8 @@ def test_debiased_cka_is_ratio_of_loop_hsic1():
     y = x @ rng.normal(size=(5, 3)) + rng.normal(size=(7, 3))
     k, l = x @ x.T, y @ y.T  # noqa: E741
     expected = song_hsic1_loops(k, l) / np.sqrt(song_hsic1_loops(k, k) * song_hsic1_loops(l, l))
-    assert sim.cka(x, y, "debiased") == pytest.approx(expected, rel=1e-10)
-    assert sim.cka(x, y, "minibatch", batch_size=7) == pytest.approx(expected, rel=1e-10)
+    assert ck.cka(x, y, "debiased") == pytest.approx(expected, rel=1e-10)
+    assert ck.cka(x, y, "minibatch", batch_size=7) == pytest.approx(expected, rel=1e-10)
 
 
 # --- invariances ------------------------------------------------------------------------------
@@ -95,17 +96,17 @@ def test_debiased_cka_is_ratio_of_loop_hsic1():
 @pytest.mark.parametrize("estimator", ["linear", "debiased", "rbf", "minibatch"])
 def test_self_similarity_is_one(kornblith_xy, estimator):
     x, _ = kornblith_xy
-    assert sim.cka(x, x, estimator, batch_size=50) == pytest.approx(1.0, abs=1e-12)
+    assert ck.cka(x, x, estimator, batch_size=50) == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("estimator", ["linear", "debiased", "rbf"])
 def test_invariant_to_orthogonal_maps_and_isotropic_scaling(kornblith_xy, estimator):
     x, y = kornblith_xy
     q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(10, 10)))
-    base = sim.cka(x, y, estimator)
-    assert sim.cka(x @ q, y, estimator) == pytest.approx(base, abs=1e-10)
-    assert sim.cka(7.5 * x, 0.01 * y, estimator) == pytest.approx(base, abs=1e-10)
-    assert sim.cka(x + 3.0, y - 100.0, estimator) == pytest.approx(base, abs=1e-10)
+    base = ck.cka(x, y, estimator)
+    assert ck.cka(x @ q, y, estimator) == pytest.approx(base, abs=1e-10)
+    assert ck.cka(7.5 * x, 0.01 * y, estimator) == pytest.approx(base, abs=1e-10)
+    assert ck.cka(x + 3.0, y - 100.0, estimator) == pytest.approx(base, abs=1e-10)
 
 
 @pytest.mark.parametrize("estimator", ["linear", "debiased"])
@@ -113,7 +114,7 @@ def test_not_invariant_to_general_invertible_maps(kornblith_xy, estimator):
     x, y = kornblith_xy
     a = np.diag([1.0, 10.0, 0.1, 1, 1, 5, 1, 1, 0.2, 1]) + 0.3 * np.triu(np.ones((10, 10)), 1)
     assert abs(np.linalg.det(a)) > 1e-6
-    assert abs(sim.cka(x @ a, y, estimator) - sim.cka(x, y, estimator)) > 1e-2
+    assert abs(ck.cka(x @ a, y, estimator) - ck.cka(x, y, estimator)) > 1e-2
 
 
 # --- minibatch estimator ----------------------------------------------------------------------
@@ -129,19 +130,19 @@ def correlated(n, p, noise, seed):
 @pytest.mark.parametrize("batch_size", [64, 128])
 def test_minibatch_converges_to_full_data_debiased(batch_size):
     x, y = correlated(1024, 32, 0.5, seed=3)
-    full = sim.cka(x, y, "debiased")
-    estimate = sim.cka(x, y, "minibatch", batch_size=batch_size, passes=10, seed=0)
+    full = ck.cka(x, y, "debiased")
+    estimate = ck.cka(x, y, "minibatch", batch_size=batch_size, passes=10, seed=0)
     assert 0.2 < full < 0.95
     assert estimate == pytest.approx(full, abs=0.02)
 
 
 def test_minibatch_error_shrinks_as_passes_accumulate():
     x, y = correlated(256, 16, 1.0, seed=4)
-    full = sim.cka(x, y, "debiased")
+    full = ck.cka(x, y, "debiased")
     errors = [
         np.mean(
             [
-                abs(sim.cka(x, y, "minibatch", batch_size=32, passes=p, seed=s) - full)
+                abs(ck.cka(x, y, "minibatch", batch_size=32, passes=p, seed=s) - full)
                 for s in range(6)
             ]
         )
@@ -153,9 +154,9 @@ def test_minibatch_error_shrinks_as_passes_accumulate():
 def test_minibatch_is_not_an_average_of_per_batch_cka():
     x, y = correlated(512, 16, 1.0, seed=5)
     idx = np.array_split(np.random.default_rng(0).permutation(512), 16)
-    averaged = np.mean([sim.cka(x[i], y[i], "linear") for i in idx])
-    estimate = sim.cka(x, y, "minibatch", batch_size=32, passes=10)
-    full = sim.cka(x, y, "debiased")
+    averaged = np.mean([ck.cka(x[i], y[i], "linear") for i in idx])
+    estimate = ck.cka(x, y, "minibatch", batch_size=32, passes=10)
+    full = ck.cka(x, y, "debiased")
     assert abs(estimate - full) < abs(averaged - full)
 
 
@@ -163,9 +164,9 @@ def test_independent_wide_features_biased_rises_unbiased_stays_at_zero():
     rng = np.random.default_rng(6)
     n, p = 200, 800
     x, y = rng.normal(size=(n, p)), rng.normal(size=(n, p))
-    assert sim.cka(x, y, "linear") == pytest.approx(p / (p + n), abs=0.03)
-    assert abs(sim.cka(x, y, "debiased")) < 0.03
-    assert abs(sim.cka(x, y, "minibatch", batch_size=64, passes=10)) < 0.03
+    assert ck.cka(x, y, "linear") == pytest.approx(p / (p + n), abs=0.03)
+    assert abs(ck.cka(x, y, "debiased")) < 0.03
+    assert abs(ck.cka(x, y, "minibatch", batch_size=64, passes=10)) < 0.03
 
 
 def test_large_mean_float32_relu_features_give_the_float64_answer():
@@ -179,8 +180,8 @@ def test_large_mean_float32_relu_features_give_the_float64_answer():
     k, l = xc @ xc.T, yc @ yc.T  # noqa: E741
     expected = truth(k, l) / np.sqrt(truth(k, k) * truth(l, l))
     x32, y32 = x64.astype(np.float32), y64.astype(np.float32)
-    assert sim.cka(x32, y32, "debiased") == pytest.approx(expected, abs=1e-5)
-    assert sim.cka(x32, y32, "minibatch", batch_size=n) == pytest.approx(expected, abs=1e-5)
+    assert ck.cka(x32, y32, "debiased") == pytest.approx(expected, abs=1e-5)
+    assert ck.cka(x32, y32, "minibatch", batch_size=n) == pytest.approx(expected, abs=1e-5)
     # The same Song formula on uncentred float32 features is visibly wrong: the test bites.
     k32, l32 = x32 @ x32.T, y32 @ y32.T
     with np.errstate(invalid="ignore"):
@@ -205,16 +206,16 @@ def model_layers():
 @pytest.mark.parametrize("estimator", ["linear", "debiased", "rbf", "minibatch"])
 def test_matrix_equals_pairwise_values_and_chunking_changes_nothing(model_layers, estimator):
     kw = {"batch_size": 40, "passes": 3}
-    full = sim.cka_matrix(model_layers, estimator, **kw)
+    full = ck.cka_matrix(model_layers, estimator, **kw)
     pairwise = np.array(
-        [[sim.cka(a, b, estimator, **kw) for b in model_layers] for a in model_layers]
+        [[ck.cka(a, b, estimator, **kw) for b in model_layers] for a in model_layers]
     )
     np.testing.assert_allclose(full, pairwise, atol=1e-12)
     np.testing.assert_allclose(full, full.T, atol=1e-12)
     np.testing.assert_allclose(np.diag(full), 1.0, atol=1e-12)
-    tiny_budget = sim.cka_matrix(model_layers, estimator, max_gram_bytes=1, **kw)
+    tiny_budget = ck.cka_matrix(model_layers, estimator, max_gram_bytes=1, **kw)
     np.testing.assert_allclose(full, tiny_budget, atol=1e-12)
-    cross = sim.cross_cka(model_layers, model_layers[::-1], estimator, max_gram_bytes=1, **kw)
+    cross = ck.cross_cka(model_layers, model_layers[::-1], estimator, max_gram_bytes=1, **kw)
     np.testing.assert_allclose(cross, full[:, ::-1], atol=1e-12)
 
 
@@ -222,13 +223,13 @@ def test_conv_maps_are_flattened_per_example():
     rng = np.random.default_rng(9)
     conv = rng.normal(size=(50, 3, 4, 4)).astype(np.float32)
     dense = rng.normal(size=(50, 10))
-    assert sim.cka(conv, dense) == pytest.approx(sim.cka(conv.reshape(50, -1), dense), abs=1e-12)
+    assert ck.cka(conv, dense) == pytest.approx(ck.cka(conv.reshape(50, -1), dense), abs=1e-12)
 
 
 def test_torch_inputs_work(model_layers):
     tensors = [torch.from_numpy(x) for x in model_layers]
     np.testing.assert_allclose(
-        sim.cka_matrix(tensors, "debiased"), sim.cka_matrix(model_layers, "debiased"), atol=1e-12
+        ck.cka_matrix(tensors, "debiased"), ck.cka_matrix(model_layers, "debiased"), atol=1e-12
     )
 
 
@@ -244,9 +245,9 @@ def test_pc1_share_of_known_spectrum():
     v, _ = np.linalg.qr(rng.normal(size=(p, p)))
     s = np.array([5.0, 2.0, 1.0, 1.0, 0.5, 0.5])
     x = u @ np.diag(s) @ v.T + 4.0
-    assert sim.pc1_share(x) == pytest.approx(25 / np.sum(s**2), abs=1e-8)
+    assert ck.pc1_share(x) == pytest.approx(25 / np.sum(s**2), abs=1e-8)
     wide = np.concatenate([x, np.zeros((n, 500))], axis=1)  # p > n path
-    assert sim.pc1_share(wide) == pytest.approx(25 / np.sum(s**2), abs=1e-8)
+    assert ck.pc1_share(wide) == pytest.approx(25 / np.sum(s**2), abs=1e-8)
 
 
 def test_remove_pc1_removes_a_shared_rank_one_signal():
@@ -255,11 +256,11 @@ def test_remove_pc1_removes_a_shared_rank_one_signal():
     signal = rng.normal(size=(n, 1))
     x = 10 * signal @ rng.normal(size=(1, 30)) + rng.normal(size=(n, 30))
     y = 10 * signal @ rng.normal(size=(1, 40)) + rng.normal(size=(n, 40))
-    assert sim.cka(x, y, "debiased") > 0.8
-    assert abs(sim.cka(x, y, "debiased_pc1_removed")) < 0.05
-    removed = sim.remove_pc1(x).numpy()
-    assert abs(sim.pc1_share(x) - 1) < 0.1 and sim.pc1_share(removed) < 0.2
-    wide = sim.remove_pc1(np.concatenate([x, x, x, x, x, x, x, x, x, x, x, x, x, x], 1)).numpy()
+    assert ck.cka(x, y, "debiased") > 0.8
+    assert abs(ck.cka(x, y, "debiased_pc1_removed")) < 0.05
+    removed = ck.remove_pc1(x).numpy()
+    assert abs(ck.pc1_share(x) - 1) < 0.1 and ck.pc1_share(removed) < 0.2
+    wide = ck.remove_pc1(np.concatenate([x, x, x, x, x, x, x, x, x, x, x, x, x, x], 1)).numpy()
     assert np.allclose(wide[:, :30], removed, atol=1e-8)  # p > n path gives the same projection
 
 
@@ -354,7 +355,7 @@ def test_tables_are_tidy_and_round_trip(model_layers):
     assert set(table.columns) == {"layer_i", "layer_j", "name_i", "name_j", "estimator", "cka"}
     assert len(table) == 2 * len(names) ** 2
     np.testing.assert_allclose(
-        sim.matrix_from_table(table, "debiased"), sim.cka_matrix(model_layers), atol=1e-12
+        sim.matrix_from_table(table, "debiased"), ck.cka_matrix(model_layers), atol=1e-12
     )
     cross = sim.cross_model_table(names, model_layers, names[:2], model_layers[:2])
     assert sim.matrix_from_table(cross, "debiased", ("a", "b")).shape == (4, 2)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from widthlab import cka as ck
 from widthlab import similarity as sim
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.headline import HEADLINE_COLUMNS
@@ -108,7 +109,7 @@ def test_model_tables_lead_with_the_model_columns_and_cover_every_pair():
     pairs = set(zip(cka["layer_i"], cka["layer_j"], cka["estimator"], strict=True))
     assert pairs == set(itertools.product(range(3), range(3), ["debiased", "linear"]))
     np.testing.assert_allclose(
-        sim.matrix_from_table(cka, "debiased"), sim.cka_matrix(layers), atol=1e-12
+        sim.matrix_from_table(cka, "debiased"), ck.cka_matrix(layers), atol=1e-12
     )
     assert per_layer["probe_accuracy"].between(0, 1).all() and len(per_layer) == 3
 
