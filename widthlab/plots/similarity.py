@@ -12,17 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from widthlab.plots import use_style
-
-
-def placeholder(title: str, message: str):
-    """A small figure that says why there is nothing to draw (e.g. one seed: no seed pairs)."""
-    use_style()
-    fig, ax = plt.subplots(figsize=(4.5, 1.6), constrained_layout=True)
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=8)
-    fig.suptitle(title)
-    return fig
+from widthlab.plots import placeholder, use_style
 
 
 def _size_label(value) -> str:
