@@ -195,6 +195,60 @@ def summary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
 
 
+# --------------------------------------------------------------------------------- publish
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from widthlab import publish
+
+    if not (args.page or args.readme):
+        print("widthlab publish: give --page PATH and/or --readme PATH", file=sys.stderr)
+        return 2
+    compare = {}
+    for item in args.compare:
+        label, sep, path = item.partition("=")
+        if not sep:
+            print(f"widthlab publish: --compare wants LABEL=RESULTS, got {item!r}", file=sys.stderr)
+            return 2
+        compare[label] = path
+    try:
+        if args.page:
+            intro = open(args.intro).read() if args.intro else ""
+            page = publish.study_page(
+                args.directory, args.page, args.title, args.figure, intro, compare
+            )
+            print(f"wrote {page}")
+        if args.readme:
+            block = publish.findings_block(args.directory, args.title)
+            publish.update_block(args.readme, args.block, block)
+            if compare:
+                tables = {args.title: read_parquet(f"{args.directory}/summary/headline.parquet")}
+                tables |= {
+                    k: read_parquet(f"{v}/summary/headline.parquet") for k, v in compare.items()
+                }
+                publish.update_block(
+                    args.readme, f"{args.block}-compare", publish.side_by_side(tables)
+                )
+            print(f"updated the {args.block} block of {args.readme}")
+    except (ArtifactError, ValueError, OSError) as error:
+        print(f"widthlab publish: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", default="results", help="default: results")
+    parser.add_argument("--title", default="widthlab study", help="the run's name on the page")
+    parser.add_argument("--page", help="write a study page here, e.g. docs/studies/x.md")
+    parser.add_argument("--figure", action="append", default=[], help="figures/<this> to show")
+    parser.add_argument("--intro", help="a Markdown file whose text opens the page")
+    parser.add_argument("--readme", help="replace the marked findings block of this file")
+    parser.add_argument("--block", default="findings", help="the block's name (default findings)")
+    parser.add_argument(
+        "--compare", action="append", default=[], help="LABEL=RESULTS: verdicts side by side"
+    )
+
+
 # ------------------------------------------------------------------------------ slurm-check
 
 SLURM_PLUGIN = "snakemake_executor_plugin_slurm"
@@ -302,6 +356,11 @@ COMMANDS: dict[str, Command] = {
         "re-hash the recorded inputs of every artifact; exit 1 on any mismatch",
         audit_arguments,
         run_audit,
+    ),
+    "publish": Command(
+        "write a finished run's headline (and figures) as Markdown, naming its commit and config",
+        publish_arguments,
+        run_publish,
     ),
 }
 
