@@ -6,18 +6,9 @@ science is in :mod:`widthlab.bottleneck` (which re-exports these names).
 
 from __future__ import annotations
 
+from widthlab.sizes import bottleneck_index, hidden_widths
 
-def bottleneck_index(depth: int) -> int:
-    """0-based hidden layer that holds the bottleneck (``depth // 2``, as arch ``bmlp``)."""
-    return depth // 2
-
-
-def hidden_widths(width: int, depth: int, k: int | None = None) -> list[int]:
-    """``depth`` hidden widths: all ``width`` except layer ``depth // 2`` which has ``k``."""
-    widths = [int(width)] * depth
-    if k is not None:
-        widths[bottleneck_index(depth)] = int(k)
-    return widths
+__all__ = ["bottleneck_index", "hidden_widths", "job_names", "job_settings", "linear_settings"]
 
 
 # settings of the stage (`analyses.bottleneck` in the config); a regime may override these

@@ -17,16 +17,6 @@ ARCHS = ("mlp", "cnn", "resnet", "wrn", "bmlp")
 INITS = ("he", "xavier", "orthogonal")
 DROPOUT_ARCHS = ("mlp", "bmlp", "cnn")
 
-# Input units per example of each dataset (the first layer of an MLP).
-INPUT_UNITS = {
-    "digits": 64,
-    "mnist": 784,
-    "fashion_mnist": 784,
-    "cifar10": 3072,
-    "cifar100": 3072,
-    "synthetic": 32,
-}
-
 
 def format_float(value: float) -> str:
     """Short, lossless, dash-safe-to-parse float: 0 → '0', 0.0005 → '5e-4', 0.5 → '0.5'."""
@@ -137,15 +127,6 @@ class ModelSpec:
 
     def with_(self, **changes) -> ModelSpec:
         return replace(self, **changes)
-
-    def approx_parameters(self, inputs: int = 3072) -> int:
-        """Parameter count from the id alone (no torch import), for cluster resource requests."""
-        if self.arch in ("mlp", "bmlp"):
-            return inputs * self.width + (self.depth - 1) * self.width**2
-        if self.arch == "cnn":
-            return 9 * self.depth * self.width**2
-        blocks = (self.depth - (2 if self.arch == "resnet" else 4)) // 6
-        return 18 * blocks * self.width**2 * (16**2 + 32**2 + 64**2)
 
     def columns(self) -> dict:
         """The id and its axes as table columns, for every tidy per-model table."""

@@ -12,7 +12,7 @@ Architectures (``ModelSpec.arch``; ``width`` and ``depth`` mean):
     ``h{depth}`` (post-ReLU).
 ``bmlp``
     the same, except hidden layer ``depth // 2`` (0-based, i.e. the middle one for odd depths,
-    the only one for depth 1; as :func:`widthlab.bottleneck.bottleneck_index`) has
+    the only one for depth 1; as :func:`widthlab.sizes.bottleneck_index`) has
     ``spec.bottleneck`` units. ``parameterization="ntk"`` (a keyword of :func:`build_model`,
     also accepted by ``mlp``) uses ``h = σ_w W a / √fan_in + σ_b b`` with N(0, 1) weights
     (σ_w² = 2, σ_b² = 0 by default), as :class:`widthlab.bottleneck.NTKMLP`.
@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from widthlab.bottleneck_jobs import hidden_widths
 from widthlab.grid import ModelSpec, parse_model_id
 from widthlab.io import ArtifactError, atomic_path
+from widthlab.sizes import blocks_per_stage, hidden_widths
 
 MODEL_FORMAT = "widthlab-model-1"
 
@@ -321,17 +321,6 @@ class PreActBlock(nn.Module):
         pre = F.relu(self.bn1(x))
         out = self.conv2(F.relu(self.bn2(self.conv1(pre))))
         return out + (x if self.shortcut is None else self.shortcut(pre))
-
-
-def blocks_per_stage(arch: str, depth: int) -> int:
-    """n of a ResNet (depth = 6n + 2) or WRN (depth = 6n + 4); a clear error otherwise."""
-    offset, examples = {"resnet": (2, "8, 14, 20, 32, 38, 56, 110"), "wrn": (4, "10, 16, 28")}[arch]
-    n, rest = divmod(depth - offset, 6)
-    if n < 1 or rest:
-        raise ValueError(
-            f"{arch} depth must be 6n+{offset} with n ≥ 1 (e.g. {examples}), got depth {depth}"
-        )
-    return n
 
 
 class ResNet(TappedModel):

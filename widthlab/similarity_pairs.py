@@ -21,7 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from widthlab.grid import INPUT_UNITS, ModelSpec, parse_model_id
+from widthlab.grid import ModelSpec, parse_model_id
+from widthlab.sizes import architecture
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,9 @@ class Pair:
 
 
 def parameters(spec: ModelSpec) -> int:
-    """Approximate weight count from the id: :meth:`ModelSpec.approx_parameters` with the input
-    units of the dataset (biases and the head are left out; they do not change the matching)."""
-    return spec.approx_parameters(inputs=INPUT_UNITS.get(spec.data.name, 3072))
+    """Weights of the hidden layers (:mod:`widthlab.sizes`; biases, norms and the head are left
+    out: they do not change the matching)."""
+    return architecture(spec).hidden_weights
 
 
 def _without(spec: ModelSpec, *axes: str) -> tuple:

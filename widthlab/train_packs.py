@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from widthlab.bottleneck_jobs import hidden_widths
-from widthlab.grid import INPUT_UNITS, ModelSpec
+from widthlab.grid import ModelSpec
+from widthlab.sizes import forward_macs, hidden_widths
 
 PACK_ARCHS = ("mlp", "bmlp")
 
@@ -58,14 +58,8 @@ def pack_key(spec: ModelSpec, settings: Mapping[str, Any]) -> str:
 
 
 def step_macs(spec: ModelSpec) -> int:
-    """Multiply–accumulates per example of the MLP's forward pass, from the id alone."""
-    classes = len(spec.data.classes or ()) or (100 if spec.data.name == "cifar100" else 10)
-    sizes = [
-        INPUT_UNITS.get(spec.data.name, 3072),
-        *hidden_widths(spec.width, spec.depth, spec.bottleneck),
-        classes,
-    ]
-    return sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+    """Multiply–accumulates per example of the model's forward pass (:mod:`widthlab.sizes`)."""
+    return forward_macs(spec)
 
 
 def cost_band(spec: ModelSpec, max_padding: float, launch_bound_macs: int) -> int:
