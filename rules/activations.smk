@@ -19,9 +19,11 @@ for _job, _models in model_jobs("activations", model_ids()).items():
             PATHS.benchmark("activations", str(_job))
         conda:
             CONDA_ENV
+        threads: GPU_THREADS
         resources:
-            mem_mb=sequential_mem_mb(_models),
-            gpu=int(uses_gpu()),
+            **device_job(
+                cost.activations_cost(specs_of(_models), COSTS), f"activations_{_job}"
+            ),
         params:
             models=_models,
             settings=canonical(

@@ -49,9 +49,14 @@ rule bottleneck_study:
         job="ntk|limit|w[0-9]+",
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
     resources:
-        mem_mb=4000,
-        gpu=lambda w: int(uses_gpu()),
+        **device_job(
+            lambda w: cost_stages.bottleneck_study_cost(
+                bottleneck_lib.job_settings(BOTTLENECK, w.regime, w.job), w.job, COSTS
+            ),
+            "bottleneck_study",
+        ),
     params:
         settings=lambda w: canonical(
             bottleneck_lib.job_settings(BOTTLENECK, w.regime, w.job)
@@ -77,6 +82,14 @@ rule bottleneck_linear:
         PATHS.benchmark("bottleneck_linear")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
+    resources:
+        **device_job(
+            cost_stages.bottleneck_linear_cost(
+                bottleneck_lib.linear_settings(BOTTLENECK), COSTS
+            ),
+            "bottleneck_linear",
+        ),
     params:
         settings=canonical(bottleneck_lib.linear_settings(BOTTLENECK)),
         device=config["device"],
@@ -112,6 +125,9 @@ rule bottleneck_summary:
         PATHS.benchmark("bottleneck_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(BOTTLENECK_PARTS["runs"]),
     params:
         figures=BOTTLENECK_FIGURE_KEYS,
     script:

@@ -49,9 +49,12 @@ for _job, _models in model_jobs("clones", stage_models("clones")).items():
             PATHS.benchmark("clones_model", str(_job))
         conda:
             CONDA_ENV
+        threads: GPU_THREADS
         resources:
-            mem_mb=sequential_mem_mb(_models),
-            gpu=int(uses_gpu()),
+            **device_job(
+                cost_stages.clones_cost(specs_of(_models), COSTS),
+                f"clones_model_{_job}",
+            ),
         params:
             settings=CLONES_MODEL_SETTINGS,
             device=config["device"],
@@ -85,6 +88,9 @@ rule clones_summary:
         PATHS.benchmark("clones_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(CLONES_MODELS),
     params:
         thresholds=canonical(analysis("clones")["thresholds"]),
         gap_method=analysis("clones")["gap_method"],

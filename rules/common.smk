@@ -5,6 +5,8 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from widthlab import cost, cost_stages
+from widthlab.cluster import Cluster
 from widthlab.config import ConfigError, check_config, check_semantics
 from widthlab.grid import (
     DATA_ID_PATTERN,
@@ -100,27 +102,61 @@ def uses_gpu():
     return config["device"] != "cpu"
 
 
-def models_mem_mb(ids, attempt):
-    """Memory for jobs that hold these models: 2 GB base + 16 bytes per parameter (weights,
-    gradients, optimizer state, checkpoint copy) + 1 GB per million parameters for
-    activations, doubled on each retry."""
-    parameters = sum(parse_model_id(m).approx_parameters() for m in ids)
-    return int((2000 + parameters * 16e-6 + parameters * 1e-3) * 2 ** (attempt - 1))
+# Every job's threads, placement (cluster.*), run time and memory (widthlab.cost, widthlab.cluster):
+# rules say `threads: GPU_THREADS` (jobs that use the device) or `CPU_THREADS`, and
+# `resources: **device_job(estimate, name)` or `**host_job(estimate, name)`, where the estimate is
+# an Estimate or a function of the job's wildcards.
+CLUSTER = Cluster.from_config(config["cluster"])
+GPU_THREADS = CLUSTER.job_threads(uses_gpu())
+CPU_THREADS = CLUSTER.threads
+COSTS = cost.CostSettings.from_config(config, threads=GPU_THREADS)
 
 
-def models_runtime(ids, attempt):
-    """Minutes: 30 + 1 per 100k parameters, doubled on each retry; training resumes from its
-    checkpoint, so a retry after a time limit continues rather than restarts."""
-    parameters = sum(parse_model_id(m).approx_parameters() for m in ids)
-    return int((30 + parameters / 1e5) * 2 ** (attempt - 1))
+def device_job(estimate, job, **extra):
+    """Resources of a job that runs on the configured device (a GPU unless device is cpu)."""
+    return _resources(estimate, uses_gpu(), job, **extra)
 
 
-def model_mem_mb(wildcards, attempt):
-    return models_mem_mb([wildcards.model], attempt)
+def host_job(estimate, job):
+    """Resources of a job that runs on CPUs only (datasets, summaries)."""
+    return _resources(estimate, False, job)
 
 
-def model_runtime(wildcards, attempt):
-    return models_runtime([wildcards.model], attempt)
+def _resources(estimate, gpu, job, **extra):
+    try:
+        return CLUSTER.resources(estimate, gpu, job, **extra)
+    except ValueError as error:
+        raise WorkflowError(f"invalid configuration: {error}") from None
+
+
+def specs_of(ids):
+    return [parse_model_id(m) for m in ids]
+
+
+def train_estimate(ids):
+    """One training job of these models (a pack, or one model) with their grid's settings."""
+    return cost.train_cost(
+        specs_of(ids), grid_train_settings(MODEL_GRID[ids[0]]), COSTS
+    )
+
+
+def summary_job(models):
+    """Resources of a summary over ``models`` (one table each, figures)."""
+    return host_job(cost_stages.summary_cost(len(models), COSTS), "summary")
+
+
+# A model whose training job would not fit cluster.max_job_mem_gb, max_job_hours or the GPU
+# stops the run here, naming the grid key (e.g. a width of 10^9), before any job starts.
+for _name, _grid in GRIDS.items():
+    _problem = cost.oversized_model(
+        _name,
+        _grid.axes,
+        [(s, grid_train_settings(_name)) for s in _grid.specs()],
+        COSTS,
+        CLUSTER.ceilings,
+    )
+    if _problem:
+        raise WorkflowError(f"invalid configuration: {_problem}")
 
 
 # Small MLPs that train the same way train together, one job per pack (widthlab.train_packs);
@@ -147,28 +183,6 @@ def model_jobs(stage, models):
         return split_into_jobs(models, section["jobs"], key)
     except ValueError as error:
         raise WorkflowError(f"invalid configuration: {error}") from None
-
-
-def sequential_mem_mb(ids):
-    """Memory of a job that handles these models one after another: the largest one's."""
-
-    def mem_mb(wildcards, attempt):
-        return max(models_mem_mb([m], attempt) for m in ids)
-
-    return mem_mb
-
-
-def pack_resources(pack):
-    """Resources of a pack's job, bound to its models here (a lambda in a rule made in a loop
-    would see the loop's last pack)."""
-
-    def mem_mb(wildcards, attempt):
-        return models_mem_mb(pack.ids, attempt)
-
-    def runtime(wildcards, attempt):
-        return models_runtime(pack.ids, attempt)
-
-    return {"mem_mb": mem_mb, "runtime": runtime}
 
 
 def analysis(stage):

@@ -10,6 +10,9 @@ rule dataset:
         PATHS.benchmark("dataset", "{data}")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **host_job(lambda w: cost_stages.dataset_cost(w.data, COSTS), "dataset"),
     params:
         settings=dataset_settings,
         data_root=config["data_root"],

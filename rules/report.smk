@@ -25,8 +25,12 @@ rule headline:
         PATHS.log("headline"),
     benchmark:
         PATHS.benchmark("headline")
+    localrule: True
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(PAPER_STAGES),
     script:
         "../workflow_scripts/report_headline.py"
 
@@ -43,8 +47,12 @@ rule joint_prune_clone:
         PATHS.benchmark("joint_prune_clone")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
     resources:
-        gpu=lambda w: int(uses_gpu()),
+        **device_job(
+            cost_stages.joint_cost(specs_of(analysis_models("report")), COSTS),
+            "joint_prune_clone",
+        ),
     params:
         settings=canonical(
             {k: analysis("report")[k] for k in ("kept_fractions", "subsets", "seed")}
@@ -72,6 +80,9 @@ rule joint_summary:
         PATHS.benchmark("joint_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(analysis_models("report")),
     params:
         estimator=analysis("similarity").get("width_estimator", "debiased"),
         thresholds=canonical(analysis("clones").get("thresholds", {})),

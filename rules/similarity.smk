@@ -1,8 +1,6 @@
 # similarity stage (Nguyen, Raghu & Kornblith 2021, CKA and block structure): per model, CKA of
 # every layer pair, PC1 share and linear probes per layer; CKA across configured model pairs;
 # blocks, error patterns, figures and the headline across the grid(s) the stage studies.
-from types import SimpleNamespace
-
 from widthlab.similarity_pairs import check_settings, choose_pairs
 
 SIMILARITY = analysis("similarity")
@@ -15,10 +13,6 @@ try:
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 SIMILARITY_PAIRED = list(dict.fromkeys(m for p in SIMILARITY_PAIRS for m in (p.a, p.b)))
-# memory of a job over several models: the largest model's, plus 2 GB of stacked Grams
-SIMILARITY_MEM_MB = {
-    m: 2000 + model_mem_mb(SimpleNamespace(model=m), 1) for m in SIMILARITY_MODELS
-}
 SIMILARITY_FIGURES = {
     name: report(
         PATHS.figure("similarity", name),
@@ -59,9 +53,12 @@ for _job, _models in model_jobs("similarity", SIMILARITY_MODELS).items():
             PATHS.benchmark("similarity_models", str(_job))
         conda:
             CONDA_ENV
+        threads: GPU_THREADS
         resources:
-            mem_mb=max(SIMILARITY_MEM_MB[m] for m in _models),
-            gpu=lambda w: int(uses_gpu()),
+            **device_job(
+                cost_stages.similarity_models_cost(specs_of(_models), COSTS),
+                f"similarity_models_{_job}",
+            ),
         params:
             models=_models,
             settings=canonical({k: SIMILARITY[k] for k in SIMILARITY_MODEL_KEYS}),
@@ -81,9 +78,14 @@ rule similarity_cross:
         PATHS.benchmark("similarity_cross")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
     resources:
-        mem_mb=max([SIMILARITY_MEM_MB[m] for m in SIMILARITY_PAIRED], default=2000),
-        gpu=lambda w: int(uses_gpu()),
+        **device_job(
+            cost_stages.similarity_cross_cost(
+                [specs_of([p.a, p.b]) for p in SIMILARITY_PAIRS], COSTS
+            ),
+            "similarity_cross",
+        ),
     params:
         models=SIMILARITY_PAIRED,
         pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],
@@ -126,6 +128,9 @@ rule similarity_summary:
         PATHS.benchmark("similarity_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(SIMILARITY_MODELS),
     params:
         models=SIMILARITY_MODELS,
         pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],

@@ -1,6 +1,9 @@
 # Training stage: one job per pack of small MLPs (rule train_pack<n>_<hash>), one per other
 # model (rule train); each resumes from its checkpoint when rerun. Snakemake prefers a pack's
 # rule, whose outputs are plain paths, over `train`'s wildcard for the models it holds.
+# SLURM signals a training job two minutes before its time limit; it checkpoints and exits, and
+# the retry resumes.
+TIME_LIMIT_SIGNAL = "--signal=USR1@120"
 
 
 for pack in TRAIN_PACKS:
@@ -20,10 +23,13 @@ for pack in TRAIN_PACKS:
             PATHS.benchmark("train", pack.name)
         conda:
             CONDA_ENV
+        threads: GPU_THREADS
         resources:
-            **pack_resources(pack),
-            gpu=int(uses_gpu()),
-            slurm_extra="--signal=USR1@120",
+            **device_job(
+                train_estimate(pack.ids),
+                pack_rule_name(pack),
+                slurm_extra=TIME_LIMIT_SIGNAL,
+            ),
         params:
             models=list(pack.ids),
             pack=pack.name,
@@ -47,11 +53,11 @@ rule train:
         PATHS.benchmark("train", "{model}")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
     resources:
-        mem_mb=model_mem_mb,
-        runtime=model_runtime,
-        gpu=lambda w: int(uses_gpu()),
-        slurm_extra=lambda w: "--signal=USR1@120",
+        **device_job(
+            lambda w: train_estimate([w.model]), "train", slurm_extra=TIME_LIMIT_SIGNAL
+        ),
     params:
         models=lambda w: [w.model],
         pack="",
@@ -84,6 +90,9 @@ rule training_summary:
         PATHS.benchmark("training_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(model_ids()),
     script:
         "../workflow_scripts/training_summary.py"
 

@@ -57,9 +57,11 @@ rule transfer_model:
         PATHS.benchmark("transfer_model", "{model}")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS
     resources:
-        mem_mb=model_mem_mb,
-        gpu=lambda w: int(uses_gpu()),
+        **device_job(
+            lambda w: cost_stages.transfer_cost(spec_of(w), COSTS), "transfer_model"
+        ),
     params:
         settings=TRANSFER_MODEL_SETTINGS,
         device=config["device"],
@@ -81,9 +83,11 @@ rule transfer_atlas:
         PATHS.benchmark("transfer_atlas", "{model}")
     conda:
         CONDA_ENV
+    threads: GPU_THREADS if TRANSFER_ATLAS_MODEL else CPU_THREADS
     resources:
-        mem_mb=model_mem_mb,
-        gpu=lambda w: int(uses_gpu() and TRANSFER_ATLAS_MODEL),
+        **(device_job if TRANSFER_ATLAS_MODEL else host_job)(
+            lambda w: cost_stages.atlas_cost(spec_of(w), COSTS), "transfer_atlas"
+        ),
     params:
         settings=canonical(TRANSFER["atlas"]),
         device=config["device"],
@@ -138,6 +142,9 @@ rule transfer_summary:
         PATHS.benchmark("transfer_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(analysis_models("transfer")),
     script:
         "../workflow_scripts/transfer_summary.py"
 

@@ -29,9 +29,11 @@ for _job, _models in model_jobs("units", stage_models("units")).items():
             PATHS.benchmark("units_model", str(_job))
         conda:
             CONDA_ENV
+        threads: GPU_THREADS
         resources:
-            mem_mb=sequential_mem_mb(_models),
-            gpu=int(uses_gpu()),
+            **device_job(
+                cost_stages.units_cost(specs_of(_models), COSTS), f"units_model_{_job}"
+            ),
         params:
             settings=UNITS_MODEL_SETTINGS,
             device=config["device"],
@@ -89,6 +91,9 @@ rule units_summary:
         PATHS.benchmark("units_summary")
     conda:
         CONDA_ENV
+    threads: CPU_THREADS
+    resources:
+        **summary_job(analysis_models("units")),
     params:
         level=analysis("units")["level"],
     script:

@@ -1,0 +1,105 @@
+"""The ``cluster`` config section as Snakemake ``resources:`` and ``threads:`` of every rule.
+
+One place names the partition, account, QoS and GPU model (``cluster.*``), and every rule,
+including those made in loops (``train_pack*``, ``activations_<n>``, ``<stage>_model_<n>``),
+takes them from :meth:`Cluster.resources`, together with its run time and memory from the cost
+model (:mod:`widthlab.cost`): request = estimate × ``safety``, time and host memory doubled on
+each retry. So no ``--set-resources`` per rule is needed; the SLURM executor plugin reads
+``slurm_partition``, ``slurm_account``, ``qos``, ``gpu``, ``gpu_model``, ``runtime`` and
+``mem_mb``, and sets ``--cpus-per-task`` from the rule's threads. ``gpu_mem_mb`` is for
+Snakemake's own scheduler (``--resources gpu_mem_mb=80000`` shares one GPU among jobs) and for
+``widthlab plan``; SLURM has no per-job GPU-memory request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from widthlab.cost import Ceilings, Estimate, request
+
+EstimateOf = Estimate | Callable[[Any], Estimate]  # an estimate, or one per job's wildcards
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Placement, threads and request rules of every job (the ``cluster`` config section)."""
+
+    partition: str | None = None
+    gpu_partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpu_model: str | None = None
+    threads: int = 1
+    gpu_threads: int = 4
+    safety: float = 1.5
+    ceilings: Ceilings = Ceilings(256.0, 168.0, 80.0, 1.5)
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> Cluster:
+        safety = float(section.get("safety", 1.5))
+        return cls(
+            partition=section.get("partition"),
+            gpu_partition=section.get("gpu_partition"),
+            account=section.get("account"),
+            qos=section.get("qos"),
+            gpu_model=section.get("gpu_model"),
+            threads=int(section.get("threads", 1)),
+            gpu_threads=int(section.get("gpu_threads", 4)),
+            safety=safety,
+            ceilings=Ceilings(
+                float(section.get("max_job_mem_gb", 256)),
+                float(section.get("max_job_hours", 168)),
+                section.get("gpu_mem_gb", 80),
+                safety,
+            ),
+        )
+
+    def job_threads(self, gpu: bool) -> int:
+        return self.gpu_threads if gpu else self.threads
+
+    def placement(self, gpu: bool) -> dict[str, str]:
+        """The SLURM placement resources that are set: partition, account, QoS, GPU model."""
+        chosen = {
+            "slurm_partition": (self.gpu_partition or self.partition) if gpu else self.partition,
+            "slurm_account": self.account,
+            "qos": self.qos,
+            "gpu_model": self.gpu_model if gpu else None,
+        }
+        return {key: value for key, value in chosen.items() if value}
+
+    def check(self, estimate: Estimate, job: str) -> None:
+        """Raise ValueError (one line) when ``job`` would ask for more than the ceilings."""
+        problem = self.ceilings.problem(estimate)
+        if problem is not None:
+            raise ValueError(f"job {job} {problem}")
+
+    def resources(self, estimate: EstimateOf, gpu: bool, job: str, **extra) -> dict[str, Any]:
+        """``resources:`` of a rule: runtime (minutes) and mem_mb from ``estimate`` (a fixed
+        estimate is checked against the ceilings now; a per-wildcards one when Snakemake asks),
+        scaled on retry; ``gpu`` and ``gpu_mem_mb`` for GPU jobs; placement; ``extra``."""
+        if isinstance(estimate, Estimate):
+            self.check(estimate, job)
+
+        def of(wildcards) -> Estimate:
+            if isinstance(estimate, Estimate):
+                return estimate
+            found = estimate(wildcards)
+            self.check(found, f"{job} ({', '.join(map(str, wildcards))})")
+            return found
+
+        def runtime(wildcards, attempt):
+            return request(of(wildcards), attempt, self.safety).runtime
+
+        def mem_mb(wildcards, attempt):
+            return request(of(wildcards), attempt, self.safety).mem_mb
+
+        resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb}
+        if gpu:
+
+            def gpu_mem_mb(wildcards):
+                return request(of(wildcards), 1, self.safety).gpu_mem_mb
+
+            resources.update(gpu=1, gpu_mem_mb=gpu_mem_mb)
+        return {**resources, **self.placement(gpu), **extra}
