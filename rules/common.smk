@@ -8,11 +8,13 @@ from snakemake.utils import validate
 from widthlab import cost, cost_stages
 from widthlab.cluster import Cluster
 from widthlab.config import ConfigError, check_config, check_semantics
+from widthlab.data import expected_raw_files, missing_raw_files
 from widthlab.grid import (
     DATA_ID_PATTERN,
     MODEL_ID_PATTERN,
     Paths,
     grids_from_config,
+    parse_data_id,
     parse_model_id,
     unnamed,
 )
@@ -255,3 +257,28 @@ def joint_inputs(wildcards):
         inputs["gaps"] = PATHS.summary("transfer_gaps")
         inputs["clones"] = [PATHS.table("clones", m) for m in joint_reads("clones")]
     return inputs
+
+
+def run_datasets():
+    """The datasets this run reads: every grid's, the transfer target's, the bottleneck study's."""
+    names = {grid.data.name for grid in GRIDS.values()}
+    if enabled("transfer") and analysis("transfer").get("target_dataset"):
+        names.add(analysis("transfer")["target_dataset"])
+    if enabled("bottleneck"):
+        names.add(parse_data_id(analysis("bottleneck")["dataset"]).name)
+    return sorted(names)
+
+
+def raw_inputs(wildcards):
+    """The raw files the dataset rule reads (none for digits and synthetic), so that a changed
+    raw file rebuilds the dataset."""
+    return expected_raw_files(parse_data_id(wildcards.data).name, config["data_root"])
+
+
+# Missing raw data stops the run here, naming the files and how to get them (nothing is ever
+# downloaded), rather than as Snakemake's missing-input error of the dataset rule.
+_missing = [
+    m for n in run_datasets() if (m := missing_raw_files(n, config["data_root"]))
+]
+if _missing:
+    raise WorkflowError(f"missing raw data: {'; '.join(_missing)}")

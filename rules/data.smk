@@ -2,6 +2,8 @@
 
 
 rule dataset:
+    input:
+        raw_inputs,
     output:
         PATHS.dataset("{data}"),
     log:

@@ -1,5 +1,5 @@
 """The ``widthlab`` command: ``summary [DIR]``, ``provenance PATH``, ``audit [DIR]``,
-``rerun STAGE``, ``slurm-check``.
+``rerun STAGE``, ``plan --configfile X``, ``slurm-check``.
 
 A subcommand is one entry of :data:`COMMANDS`: a help line, a function that adds its arguments
 to an ``argparse`` parser, and a handler ``(args) -> exit status``.
@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 
 from widthlab import __version__, headline, provenance
 from widthlab.io import ArtifactError, read_parquet
@@ -331,6 +332,56 @@ def rerun_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Arguments after -- go to snakemake, e.g. -- --cores 2 --configfile x.yaml"
 
 
+# ----------------------------------------------------------------------------------- plan
+
+
+def workflow_root() -> Path:
+    """The repository checkout that holds the workflow (Snakefile, rules/, schemas/): the one
+    this package was imported from (an editable install), else the current directory."""
+    for folder in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (folder / "Snakefile").is_file() and (folder / "schemas").is_dir():
+            return folder
+    raise FileNotFoundError(
+        "needs the repository checkout (Snakefile, rules/, schemas/), and neither this "
+        "package's folder nor the current one holds it: an installed wheel has the Python "
+        "package only; clone the repository, pip install -e . there, and run from it"
+    )
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from widthlab import plan
+
+    try:
+        root = workflow_root()
+        studies = []
+        for configfile in map(Path, args.configfile):
+            jobs = plan.parse_dry_run(plan.dry_run(root, configfile, *args.snakemake))
+            studies.append((str(configfile), jobs, plan.safety_of(configfile)))
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"widthlab plan: {error}", file=sys.stderr)
+        return 2
+    if len(studies) == 1:
+        name, jobs, safety = studies[0]
+        print(f"{name}: {plan.trainings(jobs)} trainings in {len(jobs)} jobs\n")
+        print(plan.format_table(plan.plan_rows(jobs, safety)))
+    else:
+        print(plan.format_studies(studies))
+    return 0
+
+
+def plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--configfile",
+        action="append",
+        required=True,
+        help="a study config; give several for one row per config",
+    )
+    parser.epilog = (
+        "GPU-hours are the cost model's estimates (requests / cluster.safety). Arguments "
+        "after -- go to snakemake, e.g. -- --config device=cpu"
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "summary": Command(
         "print the headline table: each paper's claim, what this run measured, does it hold",
@@ -346,6 +397,11 @@ COMMANDS: dict[str, Command] = {
         "rerun every rule of the given stages (and only those), e.g. after changing their code",
         rerun_arguments,
         run_rerun,
+    ),
+    "plan": Command(
+        "print every rule's jobs, GPU-hours and largest cluster request for a config",
+        plan_arguments,
+        run_plan,
     ),
     "slurm-check": Command(
         "check that this machine can run the workflow on SLURM; say what to install if not",

@@ -3,8 +3,9 @@
 The cluster requests of every rule come from here (``rules/common.smk``: request = estimate ×
 ``cluster.safety``, doubled on each retry), as does ``widthlab plan``. Nothing here imports torch.
 
-The device model has three numbers per device (:data:`DEVICES`): a sustained rate of
-multiply–accumulates (``macs_per_s``; a training step costs 3× its forward MACs), the time per
+The device model has a few numbers per device (:data:`DEVICES`): sustained rates of
+multiply–accumulates of linear layers and of convolutions (a training step costs 3× its forward
+MACs) and of float64 products, the time per
 weight layer of a step when kernel launches or interpreter overhead dominate
 (``layer_step_s``; an evaluation batch costs a third of it per layer), and start-up (imports,
 CUDA initialisation). A step takes the larger of its compute and its overhead, so narrow nets
@@ -45,7 +46,8 @@ class Device:
     """How fast one device runs the workflow's work (see the module docstring)."""
 
     name: str
-    macs_per_s: float  # sustained multiply-accumulates per second (bf16 on GPUs, fp32 on CPUs)
+    macs_per_s: float  # sustained multiply-accumulates per second of linear layers
+    conv_macs_per_s: float  # the same for convolutions (far lower than matmuls on CPUs)
     fp64_macs_per_s: float  # float64 matrix products (CKA Grams)
     layer_step_s: float  # seconds per weight layer of a training step when overhead-bound
     startup_s: float  # process start: imports, CUDA initialisation, reading inputs
@@ -55,19 +57,25 @@ class Device:
 
 
 DEVICES = {
+    # bench/cost_rates.py on the 2-core development machine, one thread, two runs while other
+    # jobs shared the cores: MACs 9.0e9 / 1.0e10, convolutions 5.7e9, float64 6.2e9, overhead
+    # 2.1e-4 / 4.5e-4 s per layer and step, start-up 7.2 / 8.8 s, 500-810 MB; the row takes
+    # the slower of each, and predicts a held-out ResNet-8 epoch to 1.3x
     "cpu": Device(
         "cpu",
-        macs_per_s=2.5e10,
-        fp64_macs_per_s=1.0e10,
-        layer_step_s=2.0e-4,
-        startup_s=6.0,
-        process_mb=450.0,
+        macs_per_s=9.0e9,
+        conv_macs_per_s=4.0e9,
+        fp64_macs_per_s=6.0e9,
+        layer_step_s=4.5e-4,
+        startup_s=9.0,
+        process_mb=800.0,
         context_mb=0.0,
         memory_gb=None,
     ),
     "h100": Device(
         "h100",
         macs_per_s=1.4e14,
+        conv_macs_per_s=1.4e14,
         fp64_macs_per_s=2.5e13,
         layer_step_s=5.9e-4,
         startup_s=60.0,
@@ -184,7 +192,13 @@ def forward_seconds(archs: Sequence[Architecture], examples: int, batch: int, de
         return 0.0
     layers = max(len(a.layers) for a in archs)
     overhead = math.ceil(examples / batch) * layers * device.layer_step_s / 3
-    return max(overhead, examples * sum(a.macs for a in archs) / device.macs_per_s)
+    return max(overhead, examples * sum(compute_seconds(a, device) for a in archs))
+
+
+def compute_seconds(arch: Architecture, device: Device) -> float:
+    """Seconds of arithmetic of one example's forward pass."""
+    conv = sum(layer.macs for layer in arch.layers if layer.kernel > 1 or layer.positions > 1)
+    return conv / device.conv_macs_per_s + (arch.macs - conv) / device.macs_per_s
 
 
 def forward_mb(arch: Architecture, batch: int, taps: bool = True) -> float:
@@ -216,9 +230,9 @@ def train_cost(specs: Sequence[ModelSpec], train: Mapping[str, Any], s: CostSett
     eval_batch = int(train.get("eval_batch_size", 1024))
     steps = math.ceil(n / batch)
     device = s.device
-    macs = sum(a.macs for a in archs)
     layers = max(len(a.layers) for a in archs)
-    step = max(layers * device.layer_step_s, 3 * macs * batch / device.macs_per_s)
+    compute = sum(compute_seconds(a, device) for a in archs)
+    step = max(layers * device.layer_step_s, 3 * batch * compute)
     evaluation = forward_seconds(archs, n, eval_batch, device) + forward_seconds(
         archs, shape.n_test, eval_batch, device
     )

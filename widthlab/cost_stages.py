@@ -17,6 +17,7 @@ from widthlab.cost import (
     SKLEARN_ITERATIONS,
     CostSettings,
     Estimate,
+    compute_seconds,
     dataset_mb,
     forward_mb,
     forward_seconds,
@@ -196,7 +197,7 @@ def atlas_cost(spec: ModelSpec, s: CostSettings) -> Estimate:
     )
     if atlas.get("feature_visualisation"):
         cells = int(atlas.get("grid", 8)) ** 2
-        seconds += cells * int(atlas.get("steps", 200)) * 3 * arch.macs / s.device.macs_per_s
+        seconds += cells * int(atlas.get("steps", 200)) * 3 * compute_seconds(arch, s.device)
     host = 2 * dataset_mb(shape) + twins * _mb(n * arch.taps[-1].stored(64)) + _mb(n * n, 8)
     return s.base().plus(on_device(s, seconds, host, forward_mb(arch, EVAL_BATCH)))
 

@@ -608,6 +608,34 @@ def raw_files(spec: DataSpec | str, data_root) -> list[str]:
     return []
 
 
+def expected_raw_files(name: str, data_root) -> list[str]:
+    """The raw files dataset ``name`` is read from, whether or not they exist yet (the inputs
+    of the workflow's ``dataset`` rule); [] for datasets that need no files of the user's."""
+    if name in ("fashion_mnist", "mnist"):
+        try:
+            return [str(path) for path in _idx_paths(name, data_root).values()]
+        except DataError:
+            folder = FASHION_MNIST_DEBIAN if data_root is None else Path(data_root)
+            return [str(folder / f"{stem}.gz") for stem in IDX_FILES.values()]
+    if name in ("cifar10", "cifar100") and data_root is not None:
+        return [str(path) for path in cifar_files(name, data_root)]
+    return []
+
+
+def missing_raw_files(name: str, data_root) -> str | None:
+    """One line naming the raw files of ``name`` that are missing and how to get them, or
+    None when all are there."""
+    if name not in HOW_TO_GET:
+        return None
+    if name in ("cifar10", "cifar100") and data_root is None:
+        return f"{name}: data_root is not set; to get the files, {HOW_TO_GET[name]}"
+    missing = [path for path in expected_raw_files(name, data_root) if not Path(path).is_file()]
+    if not missing:
+        return None
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    return f"{name}: missing {shown}; to get them, {HOW_TO_GET[name]}; {NO_DOWNLOAD}"
+
+
 # ------------------------------------------------------------------------------------ building
 
 
