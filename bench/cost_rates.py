@@ -5,8 +5,8 @@
 Trains small networks with ``widthlab.train.train`` on in-memory data of the real shapes and
 fits the device model of :mod:`widthlab.cost` to the epoch times:
 
-- ``layer_step_s``: two MLPs of width 16 (depth 1 and 8) on digits-sized inputs, whose steps
-  cost their overhead: the slope of epoch time over weight layers per step-equivalent;
+- ``op_step_s``: two MLPs of width 16 (depth 1 and 8) on digits-sized inputs, whose steps
+  cost their overhead: the slope of epoch time over operations (a layer and its ReLU);
 - ``macs_per_s``: an MLP of width 1024 on 784 inputs, whose steps cost their arithmetic;
 - ``conv_macs_per_s``: a convnet of width 32 on 28×28 inputs, likewise;
 - ``fp64_macs_per_s``: a float64 matrix product (the CKA Grams);
@@ -64,10 +64,9 @@ def epoch_seconds(spec: ModelSpec, data: Dataset, device: str, epochs: int) -> f
 
 
 def step_equivalents(spec: ModelSpec, n_train: int, n_test: int) -> float:
-    """Weight-layer launches of an epoch, counting an evaluation batch as a third of a step."""
-    arch = architecture(spec)
+    """Operations of an epoch's steps, counting an evaluation batch as a third of a step."""
     evaluation = -(-n_train // 1024) + -(-n_test // 1024)
-    return len(arch.layers) * (-(-n_train // 128) + evaluation / 3)
+    return cost.operations(architecture(spec)) * (-(-n_train // 128) + evaluation / 3)
 
 
 def measure(device: str, quick: bool) -> dict[str, float]:
@@ -77,7 +76,7 @@ def measure(device: str, quick: bool) -> dict[str, float]:
     deep = ModelSpec(DataSpec("digits"), "mlp", 16, 8)
     t_shallow = epoch_seconds(shallow, digits, device, epochs)
     t_deep = epoch_seconds(deep, digits, device, epochs)
-    layer_step_s = (t_deep - t_shallow) / (
+    op_step_s = (t_deep - t_shallow) / (
         step_equivalents(deep, 1437, 360) - step_equivalents(shallow, 1437, 360)
     )
 
@@ -112,7 +111,7 @@ def measure(device: str, quick: bool) -> dict[str, float]:
         "macs_per_s": macs_per_s,
         "conv_macs_per_s": conv_macs_per_s,
         "fp64_macs_per_s": fp64,
-        "layer_step_s": layer_step_s,
+        "op_step_s": op_step_s,
         "startup_s": startup_s,
         "process_mb": process_mb,
     }
@@ -147,7 +146,7 @@ def main() -> None:
         macs_per_s=rates["macs_per_s"],
         conv_macs_per_s=rates["conv_macs_per_s"],
         fp64_macs_per_s=rates["fp64_macs_per_s"],
-        layer_step_s=rates["layer_step_s"],
+        op_step_s=rates["op_step_s"],
         startup_s=rates["startup_s"],
         process_mb=rates["process_mb"],
         context_mb=base.context_mb,

@@ -4,12 +4,12 @@ The cluster requests of every rule come from here (``rules/common.smk``: request
 ``cluster.safety``, doubled on each retry), as does ``widthlab plan``. Nothing here imports torch.
 
 The device model has a few numbers per device (:data:`DEVICES`): sustained rates of
-multiply–accumulates of linear layers and of convolutions (a training step costs 3× its forward
-MACs) and of float64 products, the time per
-weight layer of a step when kernel launches or interpreter overhead dominate
-(``layer_step_s``; an evaluation batch costs a third of it per layer), and start-up (imports,
-CUDA initialisation). A step takes the larger of its compute and its overhead, so narrow nets
-cost their depth and wide ones their arithmetic. Rows:
+multiply–accumulates of linear layers and of convolutions (a training step costs 3× its
+forward MACs) and of float64 products; the time per operation of a step when kernel launches
+or interpreter overhead dominate (``op_step_s``; a weight layer is 2 operations with its ReLU,
+3 with a norm; an evaluation batch costs a third); and start-up (imports, CUDA
+initialisation). A step takes the larger of its compute and its overhead, so narrow nets cost
+their depth and wide ones their arithmetic. Rows:
 
 ``cpu``
     measured on the 2-core development machine, one thread (``python bench/cost_rates.py``
@@ -17,15 +17,17 @@ cost their depth and wide ones their arithmetic. Rows:
 ``h100``
     from the planning measurement the study configs cite: ResNet-38 trained at 9.5 s per
     CIFAR-10 epoch (391 steps of 128 plus the epoch's evaluation of 60 000 images) at every
-    width ×1…×10, i.e. launch-bound at ×1 (0.59 ms per weight layer and step over its 40
-    layers) and at least 1.4 × 10¹⁴ MAC/s sustained at ×10 (its 8.6 GMACs per image in the
-    same step time). ``python bench/cost_rates.py --device cuda`` measures the row on a GPU.
+    width ×1…×10, i.e. launch-bound at ×1 (0.2 ms per operation and step over its 40
+    convolutions, norms and ReLUs) and at least 1.4 × 10¹⁴ MAC/s sustained at ×10 (its
+    8.3 GMACs per image in the same step time). ``python bench/cost_rates.py --device cuda``
+    measures the row on a GPU.
 
 Per-job models (seconds; each ``*_cost`` function documents its terms) count the dominant work
 of the stage's code: training steps and per-epoch evaluation; forward passes of extraction and
 ablation; Gram matrices and their products (float64) for CKA; scikit-learn fits on the host's
 cores; and a fixed start-up. They are estimates to size requests, not predictions to the
-second: the safety factor covers their error (checked against measured runs by the bench).
+second: the safety factor covers their error (the bench checks the CPU row on a model it was
+not fitted to).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Device:
     macs_per_s: float  # sustained multiply-accumulates per second of linear layers
     conv_macs_per_s: float  # the same for convolutions (far lower than matmuls on CPUs)
     fp64_macs_per_s: float  # float64 matrix products (CKA Grams)
-    layer_step_s: float  # seconds per weight layer of a training step when overhead-bound
+    op_step_s: float  # seconds per operation of a training step when overhead-bound
     startup_s: float  # process start: imports, CUDA initialisation, reading inputs
     process_mb: float  # host memory of a bare worker process (torch, pandas, CUDA libraries)
     context_mb: float  # GPU memory of the CUDA context and allocator slack (0 on a CPU)
@@ -66,7 +68,7 @@ DEVICES = {
         macs_per_s=9.0e9,
         conv_macs_per_s=4.0e9,
         fp64_macs_per_s=6.0e9,
-        layer_step_s=4.5e-4,
+        op_step_s=2.25e-4,
         startup_s=9.0,
         process_mb=800.0,
         context_mb=0.0,
@@ -77,8 +79,8 @@ DEVICES = {
         macs_per_s=1.4e14,
         conv_macs_per_s=1.4e14,
         fp64_macs_per_s=2.5e13,
-        layer_step_s=5.9e-4,
-        startup_s=60.0,
+        op_step_s=1.97e-4,
+        startup_s=20.0,
         process_mb=3000.0,
         context_mb=800.0,
         memory_gb=80.0,
@@ -190,9 +192,14 @@ def forward_seconds(archs: Sequence[Architecture], examples: int, batch: int, de
     """Forward passes (no gradient) of ``examples`` through models stepped together."""
     if examples <= 0:
         return 0.0
-    layers = max(len(a.layers) for a in archs)
-    overhead = math.ceil(examples / batch) * layers * device.layer_step_s / 3
+    overhead = math.ceil(examples / batch) * max(map(operations, archs)) * device.op_step_s / 3
     return max(overhead, examples * sum(compute_seconds(a, device) for a in archs))
+
+
+def operations(arch: Architecture) -> int:
+    """Operations of a forward pass that each cost a launch: a weight layer and its ReLU, and
+    its norm in normalised nets."""
+    return len(arch.layers) * (3 if arch.normalised else 2)
 
 
 def compute_seconds(arch: Architecture, device: Device) -> float:
@@ -230,9 +237,8 @@ def train_cost(specs: Sequence[ModelSpec], train: Mapping[str, Any], s: CostSett
     eval_batch = int(train.get("eval_batch_size", 1024))
     steps = math.ceil(n / batch)
     device = s.device
-    layers = max(len(a.layers) for a in archs)
     compute = sum(compute_seconds(a, device) for a in archs)
-    step = max(layers * device.layer_step_s, 3 * batch * compute)
+    step = max(max(map(operations, archs)) * device.op_step_s, 3 * batch * compute)
     evaluation = forward_seconds(archs, n, eval_batch, device) + forward_seconds(
         archs, shape.n_test, eval_batch, device
     )

@@ -247,7 +247,7 @@ def bottleneck_study_cost(settings: Mapping[str, Any], job: str, s: CostSettings
         kernels = int(settings["curve_points"]) * sub * sub * params
         macs += seeds * (steps * 3 * n * params + kernels)
     rate = s.device.fp64_macs_per_s
-    overhead = seeds * len(nets) * steps * (depth + 1) * s.device.layer_step_s
+    overhead = seeds * len(nets) * steps * 2 * (depth + 1) * s.device.op_step_s
     largest = max([w for w, _ in nets] or [1])
     memory = _mb(n * largest * (depth + 1) * 3 + sub * sub + largest * largest * depth, 8)
     return s.base().plus(on_device(s, max(macs / rate, overhead), _mb(n * d, 8) * 3, memory))
