@@ -28,7 +28,7 @@ from widthlab.sizes import DATASETS, data_shape, hidden_widths
 
 GRAM_BUDGET_BYTES = 2 * 1024**3  # widthlab.cka.DEFAULT_MAX_GRAM_BYTES
 EVAL_BATCH = 1024
-TSNE_SECONDS = 0.02  # per point and log2(points): Barnes-Hut t-SNE, ≈ 25 s for 1000 points
+TSNE_SECONDS = 1e-3  # per point and log2(points): Barnes-Hut t-SNE, ≈ 60 s for 5000 points
 
 
 def _mb(elements: float, nbytes: float = 4) -> float:

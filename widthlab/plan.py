@@ -154,20 +154,23 @@ def stand_in_data(folder: Path) -> Path:
     return folder
 
 
-def dry_run(workflow: Path, configfile: Path, *extra: str) -> str:
+def dry_run(workflow: Path, configfile: Path, *extra: str, config: Sequence[str] = ()) -> str:
     """The text of a dry run of the whole study of ``configfile`` (nothing under its results
-    yet, stand-in raw data); raises RuntimeError with Snakemake's message when it fails."""
+    yet, stand-in raw data; ``config``: more ``key=value`` overrides); raises RuntimeError with
+    Snakemake's message when it fails."""
     with tempfile.TemporaryDirectory(prefix="widthlab-plan-") as scratch:
         data = stand_in_data(Path(scratch) / "data")
         command = [
             *(sys.executable, "-m", "snakemake", "-n", "--cores", "256"),
             *("--snakefile", str(workflow / "Snakefile"), "--directory", scratch),
-            *("--configfile", str(configfile.resolve()), "--config", f"data_root={data}"),
+            *("--configfile", str(configfile.resolve())),
+            *("--config", f"data_root={data}", *config),
             *extra,
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(error_line(done.stderr) or f"snakemake exited {done.returncode}")
+        message = error_line(done.stdout + done.stderr)
+        raise RuntimeError(message or f"snakemake exited {done.returncode}")
     return done.stdout
 
 
