@@ -32,7 +32,12 @@ except (ConfigError, ValueError) as error:
 
 
 PATHS = Paths(config["results"])
-CONDA_ENV = "../envs/widthlab.yaml"
+# --sdm conda: a CUDA build of PyTorch where the config uses a GPU, the CPU build otherwise
+CONDA_ENV = (
+    "../envs/widthlab.yaml"
+    if config["device"] != "cpu"
+    else "../envs/widthlab-cpu.yaml"
+)
 
 
 def grid_train_settings(name):

@@ -1,0 +1,1 @@
+widthlab.post-deploy.sh
