@@ -1,9 +1,8 @@
 # Training stage: one job per pack of small MLPs (rule train_pack<n>_<hash>), one per other
 # model (rule train); each resumes from its checkpoint when rerun. Snakemake prefers a pack's
 # rule, whose outputs are plain paths, over `train`'s wildcard for the models it holds.
-# SLURM signals a training job two minutes before its time limit; it checkpoints and exits, and
-# the retry resumes.
-TIME_LIMIT_SIGNAL = "--signal=USR1@120"
+# SLURM signals a training job (USR1) shortly before its time limit; it checkpoints and exits,
+# and the retry resumes.
 
 
 for pack in TRAIN_PACKS:
@@ -28,7 +27,7 @@ for pack in TRAIN_PACKS:
             **device_job(
                 train_estimate(pack.ids),
                 pack_rule_name(pack),
-                slurm_extra=TIME_LIMIT_SIGNAL,
+                signal="USR1",
             ),
         params:
             models=list(pack.ids),
@@ -55,9 +54,7 @@ rule train:
         CONDA_ENV
     threads: GPU_THREADS
     resources:
-        **device_job(
-            lambda w: train_estimate([w.model]), "train", slurm_extra=TIME_LIMIT_SIGNAL
-        ),
+        **device_job(lambda w: train_estimate([w.model]), "train", signal="USR1"),
     params:
         models=lambda w: [w.model],
         pack="",

@@ -356,14 +356,14 @@ def run_plan(args: argparse.Namespace) -> int:
         studies = []
         for configfile in map(Path, args.configfile):
             jobs = plan.parse_dry_run(plan.dry_run(root, configfile, *args.snakemake))
-            studies.append((str(configfile), jobs, plan.safety_of(configfile)))
+            studies.append((str(configfile), jobs))
     except (FileNotFoundError, RuntimeError) as error:
         print(f"widthlab plan: {error}", file=sys.stderr)
         return 2
     if len(studies) == 1:
-        name, jobs, safety = studies[0]
+        name, jobs = studies[0]
         print(f"{name}: {plan.trainings(jobs)} trainings in {len(jobs)} jobs\n")
-        print(plan.format_table(plan.plan_rows(jobs, safety)))
+        print(plan.format_table(plan.plan_rows(jobs)))
     else:
         print(plan.format_studies(studies))
     return 0
@@ -377,7 +377,7 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
         help="a study config; give several for one row per config",
     )
     parser.epilog = (
-        "GPU-hours are the cost model's estimates (requests / cluster.safety). Arguments "
+        "GPU-hours are the cost model's estimates; requests add cluster.safety. Arguments "
         "after -- go to snakemake, e.g. -- --config device=cpu"
     )
 

@@ -8,7 +8,8 @@ each retry. So no ``--set-resources`` per rule is needed; the SLURM executor plu
 ``slurm_partition``, ``slurm_account``, ``qos``, ``gpu``, ``gpu_model``, ``runtime`` and
 ``mem_mb``, and sets ``--cpus-per-task`` from the rule's threads. ``gpu_mem_mb`` is for
 Snakemake's own scheduler (``--resources gpu_mem_mb=80000`` shares one GPU among jobs) and for
-``widthlab plan``; SLURM has no per-job GPU-memory request.
+``widthlab plan``; SLURM has no per-job GPU-memory request. ``estimate_s`` (the estimate
+itself, read by ``widthlab plan``) is read by no scheduler.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from typing import Any
 from widthlab.cost import Ceilings, Estimate, request
 
 EstimateOf = Estimate | Callable[[Any], Estimate]  # an estimate, or one per job's wildcards
+
+
+def signal_lead_s(runtime_minutes: int, longest: int = 120) -> int:
+    """Seconds before the time limit at which SLURM signals a job: two minutes, but at most a
+    quarter of a short job's limit (a lead beyond the limit would signal it at once)."""
+    return max(1, min(longest, runtime_minutes * 60 // 4))
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Cluster:
     threads: int = 1
     gpu_threads: int = 4
     safety: float = 1.5
+    min_minutes: int = 5
     ceilings: Ceilings = Ceilings(256.0, 168.0, 80.0, 1.5)
 
     @classmethod
@@ -48,6 +56,7 @@ class Cluster:
             threads=int(section.get("threads", 1)),
             gpu_threads=int(section.get("gpu_threads", 4)),
             safety=safety,
+            min_minutes=int(section.get("min_job_minutes", 5)),
             ceilings=Ceilings(
                 float(section.get("max_job_mem_gb", 256)),
                 float(section.get("max_job_hours", 168)),
@@ -75,10 +84,14 @@ class Cluster:
         if problem is not None:
             raise ValueError(f"job {job} {problem}")
 
-    def resources(self, estimate: EstimateOf, gpu: bool, job: str, **extra) -> dict[str, Any]:
+    def resources(
+        self, estimate: EstimateOf, gpu: bool, job: str, signal: str | None = None, **extra
+    ) -> dict[str, Any]:
         """``resources:`` of a rule: runtime (minutes) and mem_mb from ``estimate`` (a fixed
         estimate is checked against the ceilings now; a per-wildcards one when Snakemake asks),
-        scaled on retry; ``gpu`` and ``gpu_mem_mb`` for GPU jobs; placement; ``extra``."""
+        scaled on retry; ``gpu`` and ``gpu_mem_mb`` for GPU jobs; placement; ``extra``.
+        ``signal`` (e.g. ``USR1``) asks SLURM to send it before the time limit
+        (:func:`signal_lead_s` seconds before), so the job can checkpoint and exit."""
         if isinstance(estimate, Estimate):
             self.check(estimate, job)
 
@@ -90,12 +103,23 @@ class Cluster:
             return found
 
         def runtime(wildcards, attempt):
-            return request(of(wildcards), attempt, self.safety).runtime
+            return request(of(wildcards), attempt, self.safety, self.min_minutes).runtime
 
         def mem_mb(wildcards, attempt):
             return request(of(wildcards), attempt, self.safety).mem_mb
 
-        resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb}
+        def estimate_s(wildcards):
+            return round(of(wildcards).seconds)
+
+        # estimate_s: the cost model's own figure, for `widthlab plan` (no scheduler reads it)
+        resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb, "estimate_s": estimate_s}
+        if signal is not None:
+
+            def slurm_extra(wildcards, attempt):
+                lead = signal_lead_s(runtime(wildcards, attempt))
+                return f"--signal={signal}@{lead}"
+
+            resources["slurm_extra"] = slurm_extra
         if gpu:
 
             def gpu_mem_mb(wildcards):

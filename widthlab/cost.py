@@ -299,13 +299,15 @@ class Request:
     gpu_mem_mb: int
 
 
-def request(estimate: Estimate, attempt: int = 1, safety: float = 1.5) -> Request:
+def request(
+    estimate: Estimate, attempt: int = 1, safety: float = 1.5, min_minutes: int = 1
+) -> Request:
     """``estimate`` × ``safety``, time and host memory doubled on every retry (training resumes
-    from its checkpoint, so a longer retry continues rather than restarts); GPU memory does not
-    grow with retries (the device is what it is)."""
+    from its checkpoint, so a longer retry continues rather than restarts), at least
+    ``min_minutes``; GPU memory does not grow with retries (the device is what it is)."""
     scale = safety * 2 ** (max(1, attempt) - 1)
     return Request(
-        runtime=max(1, math.ceil(estimate.minutes * scale)),
+        runtime=max(1, min_minutes, math.ceil(estimate.minutes * scale)),
         mem_mb=max(1, math.ceil(estimate.host_mb * scale)),
         gpu_mem_mb=math.ceil(estimate.gpu_mb * safety),
     )

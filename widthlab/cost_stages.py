@@ -192,9 +192,8 @@ def atlas_cost(spec: ModelSpec, s: CostSettings) -> Estimate:
         else s.probes(spec)
     )
     twins = 2 if atlas.get("random_control", True) else 1
-    seconds = twins * (
-        0.02 * n * math.log2(max(n, 2)) + forward_seconds([arch], n, EVAL_BATCH, s.device)
-    )
+    embedding = TSNE_SECONDS * n * math.log2(max(n, 2))
+    seconds = twins * (embedding + forward_seconds([arch], n, EVAL_BATCH, s.device))
     if atlas.get("feature_visualisation"):
         cells = int(atlas.get("grid", 8)) ** 2
         seconds += cells * int(atlas.get("steps", 200)) * 3 * compute_seconds(arch, s.device)

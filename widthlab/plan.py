@@ -4,8 +4,8 @@ The jobs and their requests come from Snakemake itself: a dry run of the workflo
 working directory, so the whole study is planned, with ``data_root`` pointed at empty stand-ins
 of the raw files, which a dry run never reads). Its job blocks are parsed
 (:func:`parse_dry_run`) and summed per rule family (loop-made rules ``activations_<n>``,
-``train_pack<n>_<hash>`` … count as one). Estimated hours = requested minutes ÷
-``cluster.safety`` (requests are the cost model's estimate × safety on a first attempt).
+``train_pack<n>_<hash>`` … count as one). Hours are the cost model's estimates, which every
+job carries as the resource ``estimate_s`` beside its request.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from widthlab.data import expected_raw_files
 from widthlab.sizes import DATASETS
@@ -93,14 +91,14 @@ class Row:
     largest: PlannedJob  # the longest job of the family
 
 
-def plan_rows(jobs: Iterable[PlannedJob], safety: float) -> list[Row]:
+def plan_rows(jobs: Iterable[PlannedJob]) -> list[Row]:
     """One row per rule family, in the dry run's order."""
     families: dict[str, list[PlannedJob]] = {}
     for job in jobs:
         families.setdefault(job.family, []).append(job)
     rows = []
     for name, members in families.items():
-        hours = [j.number("runtime") / safety / 60 for j in members]
+        hours = [j.number("estimate_s") / 3600 for j in members]
         rows.append(
             Row(
                 name,
@@ -194,15 +192,15 @@ def trainings(jobs: Iterable[PlannedJob]) -> int:
     return total
 
 
-def format_studies(studies: Sequence[tuple[str, list[PlannedJob], float]]) -> str:
+def format_studies(studies: Sequence[tuple[str, list[PlannedJob]]]) -> str:
     """Markdown, one row per config: trainings, jobs, estimated GPU-hours and CPU core-hours,
     and its longest job's request."""
     lines = [
         "| config | trainings | jobs | GPU jobs | GPU-hours | CPU core-hours | longest job |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, jobs, safety in studies:
-        rows = plan_rows(jobs, safety)
+    for name, jobs in studies:
+        rows = plan_rows(jobs)
         longest = max((r.largest for r in rows), key=lambda j: j.number("runtime"))
         lines.append(
             f"| `{name}` | {trainings(jobs)} | {len(jobs)} | {sum(r.gpu_jobs for r in rows)} "
@@ -210,9 +208,3 @@ def format_studies(studies: Sequence[tuple[str, list[PlannedJob], float]]) -> st
             f"| {longest.rule}: {_request(longest)} |"
         )
     return "\n".join(lines)
-
-
-def safety_of(configfile: Path, default: float = 1.5) -> float:
-    with open(configfile) as handle:
-        config = yaml.safe_load(handle) or {}
-    return float((config.get("cluster") or {}).get("safety", default))

@@ -3,7 +3,8 @@
 A dry run of each ``configs/*.yaml`` (stand-in raw data, a ``cluster`` section naming a CPU and
 a GPU partition, an account and a GPU model) is parsed job by job; each job's estimate is
 recomputed here from the models its inputs and outputs name, by the cost functions, and its
-runtime and mem_mb must lie between 1× and 2× of it (the request is estimate × safety 1.5);
+runtime and mem_mb must lie between 1× and 2× of it (the request is estimate × safety 1.5;
+runtime at least ``cluster.min_job_minutes``);
 every GPU job must carry the GPU partition, the account, the GPU model and the GPU threads.
 """
 
@@ -118,9 +119,9 @@ class Expected:
         return cost_stages.summary_cost(summarised, s), False
 
 
-def within_twice(asked: int, estimate: float) -> bool:
-    """``asked`` is the estimate × a safety between 1 and 2, rounded up."""
-    return estimate <= asked <= max(1, -(-2 * estimate // 1))
+def within_twice(asked: int, estimate: float, floor: int = 1) -> bool:
+    """``asked`` is the estimate × a safety between 1 and 2, rounded up, or the floor."""
+    return estimate <= asked <= max(floor, -(-2 * estimate // 1))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -137,7 +138,8 @@ def test_every_job_asks_for_its_cost_model_estimate_and_its_placement(path):
         gpu = expected.gpu and on_device
         resources = job.resources
         where = f"{path.name}: {job.rule} {job.fields.get('wildcards', '')}"
-        assert within_twice(job.number("runtime"), estimate.minutes), (where, estimate)
+        floor = expected.config["cluster"]["min_job_minutes"]
+        assert within_twice(job.number("runtime"), estimate.minutes, floor), (where, estimate)
         assert within_twice(job.number("mem_mb"), estimate.host_mb), (where, estimate)
         assert job.gpu == gpu, where
         if job.local:

@@ -160,14 +160,23 @@ def test_cluster_section_places_gpu_and_cpu_jobs():
         {"partition": "cpu", "gpu_partition": "gpu", "account": "lab", "gpu_model": "h100"}
     )
     estimate = cost.Estimate(3600.0, 2000.0, 10000.0)
-    gpu = cluster.resources(estimate, True, "train", slurm_extra="--signal=USR1@120")
+    gpu = cluster.resources(estimate, True, "train", signal="USR1")
     assert {k: gpu[k] for k in ("slurm_partition", "slurm_account", "gpu_model", "gpu")} == {
         "slurm_partition": "gpu",
         "slurm_account": "lab",
         "gpu_model": "h100",
         "gpu": 1,
     }
-    assert gpu["slurm_extra"] == "--signal=USR1@120"
+    assert gpu["slurm_extra"](None, 1) == "--signal=USR1@120"
+    short = cluster.resources(cost.Estimate(20.0, 100.0), False, "train", signal="USR1")
+    assert short["runtime"](None, 1) == 5  # cluster.min_job_minutes
+    assert short["slurm_extra"](None, 1) == "--signal=USR1@75"  # a quarter of the limit
+    assert (
+        Cluster.from_config({"min_job_minutes": 1}).resources(
+            cost.Estimate(20.0, 100.0), False, "train", signal="USR1"
+        )["slurm_extra"](None, 1)
+        == "--signal=USR1@15"
+    )
     assert gpu["runtime"](None, 1) == 90 and gpu["runtime"](None, 2) == 180
     assert gpu["mem_mb"](None, 3) == 12000 and gpu["gpu_mem_mb"](None) == 15000
     cpu = cluster.resources(estimate, False, "dataset")
