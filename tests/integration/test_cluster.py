@@ -142,6 +142,10 @@ def test_every_job_asks_for_its_cost_model_estimate_and_its_placement(path):
         assert within_twice(job.number("runtime"), estimate.minutes, floor), (where, estimate)
         assert within_twice(job.number("mem_mb"), estimate.host_mb), (where, estimate)
         assert job.gpu == gpu, where
+        if family_trains := job.family in ("train", "train_pack"):
+            lead = min(120, job.number("runtime") * 60 // 4)  # checkpoint before the limit
+            assert resources["slurm_extra"] == f"--signal=USR1@{lead}", where
+        assert family_trains or "slurm_extra" not in resources, where
         if job.local:
             continue
         assert resources.get("slurm_account") == "lab", where

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -204,44 +205,68 @@ def test_cluster_script_reports_status(slurm_env):
 
 # --- the workflow's tiny config through profiles/slurm -------------------------------------
 
-INTERRUPTED = "digits-mlp-w32-d1-nall-wd0-s0"  # its first job is cancelled mid-training
-MODELS = ("digits-mlp-w16-d1-nall-wd0-s0", INTERRUPTED)
+# Each model's first training job gets a signal mid-training, as SLURM sends them: TERM before
+# preemption or at the time limit, USR1 at `--signal=USR1@<lead>` before the limit (what the
+# train rules ask for). Both must checkpoint, fail, and resume in the retry.
+INTERRUPTIONS = {"digits-mlp-w32-d1-nall-wd0-s0": "TERM", "digits-mlp-w16-d1-nall-wd0-s0": "USR1"}
+MODELS = tuple(INTERRUPTIONS)
 
 
-def interrupt_first_training_job(workdir: Path, env: dict, found: dict, stop: threading.Event):
-    """SIGTERM the SLURM job training INTERRUPTED as soon as it has written a checkpoint.
+def interrupt_first_training_jobs(workdir: Path, env: dict, found: dict, stop: threading.Event):
+    """Signal the SLURM job training each model of INTERRUPTIONS as soon as it has written a
+    checkpoint: {model: job id} into ``found``.
 
-    `scancel --signal=TERM` signals the job's steps, as SLURM does before a time limit
+    `scancel --signal=X` signals the job's steps, as SLURM does before a time limit
     (`--signal`) or preemption; the job then fails and Snakemake retries it. (A plain `scancel`
     would leave Snakemake waiting: plugin 2.8.0 does not recognise sacct's "CANCELLED by 0".)
+    The job id is read from the SLURM log the plugin opens when it submits the job, so the
+    signal goes only once both the log and the checkpoint exist.
     """
-    checkpoint = workdir / "results" / "models" / INTERRUPTED / "checkpoint.pt"
-    logs = workdir / ".snakemake" / "slurm_logs" / "rule_train" / INTERRUPTED
-    while not stop.is_set():
-        if checkpoint.exists():
-            found["job"] = min(int(log.stem) for log in logs.glob("*.log"))
-            subprocess.run(["scancel", "--signal=TERM", str(found["job"])], env=env, check=True)
-            return
+    pending = dict(INTERRUPTIONS)
+    while pending and not stop.is_set():
+        for model, signal in list(pending.items()):
+            checkpoint = workdir / "results" / "models" / model / "checkpoint.pt"
+            logs = list(
+                (workdir / ".snakemake" / "slurm_logs" / "rule_train" / model).glob("*.log")
+            )
+            if checkpoint.exists() and logs:
+                job = min(int(log.stem) for log in logs)
+                subprocess.run(["scancel", f"--signal={signal}", str(job)], env=env, check=True)
+                found[model] = job
+                del pending[model]
         time.sleep(0.05)
+
+
+def watch(target, found: dict, *args):
+    """Run ``target`` in a thread, keeping any exception it raises in ``found["error"]`` (an
+    exception in a thread is otherwise lost, and the test would blame the timing)."""
+
+    def run():
+        try:
+            target(*args, found, stop)
+        except BaseException:  # noqa: BLE001 - re-raised by the fixture in the main thread
+            found["error"] = traceback.format_exc()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, stop
 
 
 @pytest.fixture(scope="module")
 def tiny_slurm_run(slurm_env, tmp_path_factory):
-    """The tiny config on SLURM; one training job gets SIGTERM mid-training."""
+    """The tiny config on SLURM; two training jobs get TERM and USR1 mid-training."""
     config = tiny_config()
     config["train"]["max_epochs"] = 100  # a few seconds of training: time to interrupt it
-    # one job per model, so one model's job is interrupted (a pack resumes by the same loop,
+    # one job per model, so each model's job is interrupted (a pack resumes by the same loop,
     # tested in tests/unit/test_train_packs.py)
     config["train_packs"] = {"max_models": 1}
     # the spine and one per-model analysis stage as SLURM jobs; the others run in the local tests
     for stage in ("similarity", "clones", "transfer", "bottleneck", "report"):
         config["analyses"][stage] = {**config["analyses"].get(stage, {}), "enabled": False}
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny-slurm"), config)
-    found, stop = {}, threading.Event()
-    watcher = threading.Thread(
-        target=interrupt_first_training_job, args=(workdir, slurm_env, found, stop)
-    )
-    watcher.start()
+    found: dict = {}
+    watcher, stop = watch(interrupt_first_training_jobs, found, workdir, slurm_env)
     started = time.monotonic()
     try:
         result = run_snakemake(workdir, slurm_env, "--slurm-init-seconds-before-status-checks", "8")
@@ -249,9 +274,12 @@ def tiny_slurm_run(slurm_env, tmp_path_factory):
         stop.set()
         watcher.join()
     print(f"tiny config on SLURM: {time.monotonic() - started:.0f} s")
+    if "error" in found:
+        pytest.fail(f"the thread that interrupts training failed:\n{found['error']}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "job" in found, "training finished before its job could be interrupted"
-    return workdir, found["job"]
+    missed = [m for m in INTERRUPTIONS if m not in found]
+    assert not missed, f"training of {missed} finished before its job could be interrupted"
+    return workdir, found
 
 
 def provenance(path: Path) -> dict:
@@ -276,27 +304,26 @@ def test_training_provenance_records_its_slurm_jobs(tiny_slurm_run, slurm_env):
         model = workdir / "results" / "models" / mid / "model.pt"
         job = provenance(model)["slurm_job_id"]
         metrics = json.loads((model.parent / "metrics.json").read_text())
-        assert metrics["slurm_job_ids"][-1] == job
-        state = sacct(slurm_env, job)[job]
-        assert state["State"] == "COMPLETED"
-    jobs = json.loads((workdir / f"results/models/{INTERRUPTED}/metrics.json").read_text())
-    assert jobs["slurm_job_ids"][0] == str(interrupted) and len(jobs["slurm_job_ids"]) == 2
-    assert sacct(slurm_env, str(interrupted))[str(interrupted)]["State"] == "FAILED"
+        assert metrics["slurm_job_ids"] == [str(interrupted[mid]), job]
+        assert sacct(slurm_env, job)[job]["State"] == "COMPLETED"
+        first = str(interrupted[mid])
+        assert sacct(slurm_env, first)[first]["State"] == "FAILED", INTERRUPTIONS[mid]
 
 
-def test_resumed_training_matches_an_uninterrupted_run(tiny_slurm_run):
+@pytest.mark.parametrize("interrupted_model", MODELS, ids=INTERRUPTIONS.values())
+def test_resumed_training_matches_an_uninterrupted_run(tiny_slurm_run, interrupted_model):
     from widthlab.data import load_dataset
     from widthlab.grid import parse_model_id
     from widthlab.train import train
 
     workdir, _ = tiny_slurm_run
-    model_file = workdir / "results" / "models" / INTERRUPTED / "model.pt"
+    model_file = workdir / "results" / "models" / interrupted_model / "model.pt"
     settings = provenance(model_file)["params"]["train"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the job: Snakemake sets OMP_NUM_THREADS to the rule's threads
     try:
         reference = train(
-            parse_model_id(INTERRUPTED),
+            parse_model_id(interrupted_model),
             load_dataset(workdir / "results" / "data" / "digits.npz"),
             {**settings, "device": "cpu"},
             log=lambda line: None,
