@@ -61,8 +61,9 @@ class Device:
 DEVICES = {
     # bench/cost_rates.py on the 2-core development machine, one thread, two runs while other
     # jobs shared the cores: MACs 9.0e9 / 1.0e10, convolutions 5.7e9, float64 6.2e9, overhead
-    # 2.1e-4 / 4.5e-4 s per layer and step, start-up 7.2 / 8.8 s, 500-810 MB; the row takes
-    # the slower of each (the bench's fit predicted a held-out ResNet-8 epoch to 1.3x)
+    # 2.1e-4 / 4.5e-4 s per MLP layer (two operations) and step, start-up 7.2 / 8.8 s,
+    # 500-810 MB; the row takes the slower of each (the bench's own fit predicted a held-out
+    # ResNet-8 epoch to 1.3x)
     "cpu": Device(
         "cpu",
         macs_per_s=9.0e9,
