@@ -56,7 +56,7 @@ def test_conda_env_matches_pyproject_and_picks_its_pytorch_build(name):
 
 
 def test_rules_pick_the_cuda_environment_exactly_when_the_config_uses_a_gpu():
-    common = (REPO / "rules" / "common.smk").read_text()
+    common = re.sub(r"[\s()]+", " ", (REPO / "rules" / "common.smk").read_text())
     assert (
         'CONDA_ENV = "../envs/widthlab.yaml" if config["device"] != "cpu" else '
         '"../envs/widthlab-cpu.yaml"' in common
