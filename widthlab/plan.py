@@ -133,13 +133,18 @@ def format_table(rows: Sequence[Row]) -> str:
             f"| {r.family} | {r.jobs} | {r.gpu_jobs} | {r.gpu_hours:.1f} | {r.cpu_hours:.1f} "
             f"| {_request(r.largest)} |"
         )
-    largest = max((r.largest for r in rows), key=lambda j: j.number("runtime"))
-    lines.append(
-        f"| total | {sum(r.jobs for r in rows)} | {sum(r.gpu_jobs for r in rows)} "
-        f"| {sum(r.gpu_hours for r in rows):.1f} | {sum(r.cpu_hours for r in rows):.1f} "
-        f"| {_request(largest)} |"
-    )
+    lines.append(f"| total | {_totals(rows, named=False)} |")
     return "\n".join(lines)
+
+
+def _totals(rows: Sequence[Row], named: bool) -> str:
+    """Jobs, GPU jobs, GPU-hours, CPU core-hours and the longest job of ``rows`` as cells."""
+    longest = max((r.largest for r in rows), key=lambda j: j.number("runtime"))
+    return (
+        f"{sum(r.jobs for r in rows)} | {sum(r.gpu_jobs for r in rows)} "
+        f"| {sum(r.gpu_hours for r in rows):.1f} | {sum(r.cpu_hours for r in rows):.1f} "
+        f"| {longest.rule + ': ' if named else ''}{_request(longest)}"
+    )
 
 
 def stand_in_data(folder: Path) -> Path:
@@ -200,11 +205,5 @@ def format_studies(studies: Sequence[tuple[str, list[PlannedJob]]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, jobs in studies:
-        rows = plan_rows(jobs)
-        longest = max((r.largest for r in rows), key=lambda j: j.number("runtime"))
-        lines.append(
-            f"| `{name}` | {trainings(jobs)} | {len(jobs)} | {sum(r.gpu_jobs for r in rows)} "
-            f"| {sum(r.gpu_hours for r in rows):.1f} | {sum(r.cpu_hours for r in rows):.1f} "
-            f"| {longest.rule}: {_request(longest)} |"
-        )
+        lines.append(f"| `{name}` | {trainings(jobs)} | {_totals(plan_rows(jobs), named=True)} |")
     return "\n".join(lines)
