@@ -2,33 +2,22 @@
 # hidden layer on the train and test splits (chunk accuracy, ridge R², residual correlation,
 # information imbalance) and the test logits; across the grids, clone size w_c*, #clones = W /
 # w_c*, the growth fit, the conditions (weight decay, interpolation), ensembles and headline.
+from widthlab.clones import jobs as clones_jobs
+
 CLONES_CATEGORY = "5. Doimo et al. 2022: representation mitosis (clones)"
-CLONES_SUMMARY_KEYS = ("thresholds", "gap_method")
 
 
-# the analyses.clones keys a per-model job depends on (not grid, enabled or summary keys)
-CLONES_MODEL_SETTINGS = canonical(
-    {
-        k: v
-        for k, v in analysis("clones").items()
-        if k not in ("grid", "enabled", "jobs", *CLONES_SUMMARY_KEYS)
-    }
-)
+# the analyses.clones keys a per-model job depends on (not grid, enabled, jobs or summary keys)
+CLONES_MODEL_SETTINGS = canonical(clones_jobs.model_settings(analysis("clones")))
 CLONES_MODELS = analysis_models("clones")
 # model id → the first of the stage's grids that holds it (the first grid is the primary one)
-CLONES_GRID_OF = {
-    spec.id: name
-    for name in reversed([g for g in analysis_grids("clones") if g in GRIDS])
-    for spec in GRIDS[name].specs()
-}
-CLONES_FIGURES = {
-    "chunk_accuracy": "chunks",
-    "chunk_similarity": "chunks",
-    "clone_growth": "clone counts",
-    "conditions": "clone counts",
-    "ensembles": "ensembles",
-    "ensemble_gap": "ensembles",
-}
+CLONES_GRID_OF = clones_jobs.first_grid_of(
+    {
+        name: [spec.id for spec in GRIDS[name].specs()]
+        for name in analysis_grids("clones")
+        if name in GRIDS
+    }
+)
 
 
 # Per-model work, spread over `analyses.clones.jobs` jobs (widthlab.model_jobs).
@@ -80,7 +69,7 @@ rule clones_summary:
                 category=CLONES_CATEGORY,
                 subcategory=subcategory,
             )
-            for name, subcategory in CLONES_FIGURES.items()
+            for name, subcategory in clones_jobs.FIGURES.items()
         ],
     log:
         PATHS.log("clones_summary"),
@@ -92,11 +81,10 @@ rule clones_summary:
     resources:
         **summary_job(CLONES_MODELS),
     params:
-        thresholds=canonical(analysis("clones")["thresholds"]),
-        gap_method=analysis("clones")["gap_method"],
+        settings=canonical(clones_jobs.summary_settings(analysis("clones"))),
+        device=config["device"],
         grids=canonical(CLONES_GRID_OF),
-        figures=list(CLONES_FIGURES),
-        primary=analysis_grids("clones")[0],
+        figures=list(clones_jobs.FIGURES),
     script:
         "../workflow_scripts/clones_summary.py"
 

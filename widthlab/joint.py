@@ -33,7 +33,9 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from widthlab.clones import chunk_regression, last_hidden, sample_chunks
+from widthlab.clones.chunks import sample_chunks
+from widthlab.clones.measure import last_hidden
+from widthlab.clones.regression import chunk_regression
 from widthlab.headline import headline_row, headline_table, verdict
 from widthlab.units import masked_agreement, tap_sizes
 
@@ -266,7 +268,7 @@ def transfer_clone_table(
     """Per transfer model: target accuracy of its trained backbone (``shots`` per class), the
     trained − random gap, source accuracy, and its clone count (Doimo's rule, ``thresholds``) on
     the source task."""
-    from widthlab.clones import clone_count
+    from widthlab.clones.summary import clone_count
 
     rows = gaps[gaps["shots"].astype(str) == str(shots)]
     counts = pd.DataFrame(

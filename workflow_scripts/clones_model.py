@@ -3,7 +3,8 @@ train and test splits."""
 
 import torch
 
-from widthlab.clones import CloneConfig, analyse_model
+from widthlab.clones.measure import analyse_model
+from widthlab.clones.settings import MeasureSettings
 from widthlab.data import DatasetFiles
 from widthlab.device import resolve_device
 from widthlab.models import load_model
@@ -12,8 +13,8 @@ from widthlab.provenance import Job
 job = Job.from_snakemake(snakemake)
 torch.set_num_threads(max(1, snakemake.threads))
 device = resolve_device(snakemake.params.device)
-config = CloneConfig.from_dict({**snakemake.params.settings, "device": str(device)})
-job.seed, job.device = config.seed, str(device)
+settings = MeasureSettings.from_config({**snakemake.params.settings, "device": str(device)})
+job.seed, job.device = settings.seed, str(device)
 datasets = DatasetFiles(snakemake.input.data)
 outputs = zip(snakemake.input.model, snakemake.output.table, snakemake.output.logits, strict=True)
 for model_path, table_path, logits_path in outputs:
@@ -25,7 +26,7 @@ for model_path, table_path, logits_path in outputs:
         dataset.y_train,
         dataset.x_test,
         dataset.y_test,
-        config,
+        settings,
         spec.columns(),
         log=job.log.info,
     )

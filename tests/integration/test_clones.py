@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import fork, job_counts, snakemake
 
-from widthlab.clones import TABLE_COLUMNS
+from widthlab.clones.measure import TABLE_COLUMNS
 from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS

@@ -13,7 +13,25 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
-from widthlab import clones as cl
+from widthlab.clones.accuracy import fit_logistic, head_accuracies, head_accuracy, readout_accuracy
+from widthlab.clones.chunks import chunk_sizes, ii_subsample, sample_chunks
+from widthlab.clones.claims import _verdict_positive, headline
+from widthlab.clones.ensembles import (
+    ensemble_gap_table,
+    ensemble_table,
+    error_infinity,
+    gap_exponent,
+)
+from widthlab.clones.growth import fit_clone_growth, growth_exponent
+from widthlab.clones.imbalance import (
+    chunk_information_imbalance,
+    information_imbalance,
+    rank_matrix,
+)
+from widthlab.clones.measure import TABLE_COLUMNS, LastLayer, logits_table, per_model_table
+from widthlab.clones.regression import chunk_regression, ridge_fit, variance_weighted_r2
+from widthlab.clones.settings import CloneSettings, CloneThresholds, MeasureSettings
+from widthlab.clones.summary import clone_count, growth_fits, model_summary, stage_tables
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -63,31 +81,31 @@ def imbalance_loops(a, b, ties):
 @pytest.mark.parametrize("ties", ["average", "index"])
 def test_ii_of_a_space_with_itself_is_the_minimum_2_over_n(ties):
     x = np.random.default_rng(0).normal(size=(300, 5))
-    assert cl.information_imbalance(x, x, ties) == pytest.approx(2 / 300, abs=1e-15)
+    assert information_imbalance(x, x, ties) == pytest.approx(2 / 300, abs=1e-15)
 
 
 def test_ii_of_a_permuted_and_rotated_copy_is_minimal():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 6))
     permuted = x[:, rng.permutation(6)]
-    assert cl.information_imbalance(x, permuted) == pytest.approx(2 / 300, abs=1e-15)
+    assert information_imbalance(x, permuted) == pytest.approx(2 / 300, abs=1e-15)
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
-    assert cl.information_imbalance(x, 3.0 * x @ q) == pytest.approx(2 / 300, abs=1e-15)
+    assert information_imbalance(x, 3.0 * x @ q) == pytest.approx(2 / 300, abs=1e-15)
 
 
 def test_ii_between_independent_spaces_is_about_one():
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(1000, 4)), rng.normal(size=(1000, 4))
     # rank uniform on 1..N-1: Δ has mean 1 and sd ≈ 2 / sqrt(12 N) ≈ 0.018
-    assert cl.information_imbalance(a, b) == pytest.approx(1.0, abs=0.08)
-    assert cl.information_imbalance(b, a) == pytest.approx(1.0, abs=0.08)
+    assert information_imbalance(a, b) == pytest.approx(1.0, abs=0.08)
+    assert information_imbalance(b, a) == pytest.approx(1.0, abs=0.08)
 
 
 def test_ii_is_asymmetric_when_one_space_contains_the_other():
     rng = np.random.default_rng(3)
     a = rng.normal(size=(1000, 3))
     b = a[:, :1] + 1e-3 * rng.normal(size=(1000, 1))  # B: A's first coordinate, low noise
-    a_to_b, b_to_a = cl.information_imbalance(a, b), cl.information_imbalance(b, a)
+    a_to_b, b_to_a = information_imbalance(a, b), information_imbalance(b, a)
     assert a_to_b < 0.25  # A's neighbours are near in B
     assert b_to_a > 0.5  # B's neighbours are scattered in A's other coordinates
     assert b_to_a > 3 * a_to_b
@@ -101,7 +119,7 @@ def test_ii_matches_the_definition_loop_with_ties(ties):
     b = rng.integers(0, 2, size=(14, 1)).astype(float)
     a[5] = a[2]
     for x, y in ((a, b), (b, a), (a, a[:, :1]), (a[:, :1], a)):
-        assert cl.information_imbalance(x, y, ties) == pytest.approx(
+        assert information_imbalance(x, y, ties) == pytest.approx(
             imbalance_loops(x, y, ties), abs=1e-14
         )
 
@@ -115,14 +133,14 @@ def test_ii_without_ties_is_dadapy_rank_semantics():
     ranks = [np.where(idx_b[i] == idx_a[i, 1])[0][0] for i in range(40)]
     expected = np.mean(ranks) / (40 / 2)
     for ties in ("average", "index"):
-        assert cl.information_imbalance(a, b, ties) == pytest.approx(expected, abs=1e-14)
+        assert information_imbalance(a, b, ties) == pytest.approx(expected, abs=1e-14)
 
 
 def test_ii_subsample_is_seeded_and_sorted():
-    first = cl.ii_subsample(5000, 1000, seed=3)
-    assert np.array_equal(first, cl.ii_subsample(5000, 1000, seed=3))
+    first = ii_subsample(5000, 1000, seed=3)
+    assert np.array_equal(first, ii_subsample(5000, 1000, seed=3))
     assert len(np.unique(first)) == 1000 and np.all(np.diff(first) > 0)
-    assert np.array_equal(cl.ii_subsample(300, 1000), np.arange(300))
+    assert np.array_equal(ii_subsample(300, 1000), np.arange(300))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,18 +149,18 @@ def test_ii_subsample_is_seeded_and_sorted():
 
 
 def test_chunk_sizes_and_sampling():
-    assert cl.chunk_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
-    assert cl.chunk_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
-    chunks = cl.sample_chunks(64, 8, 100, seed=1)
+    assert chunk_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert chunk_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
+    chunks = sample_chunks(64, 8, 100, seed=1)
     assert chunks.shape == (100, 8)
     assert len({tuple(c) for c in chunks}) == 100
     assert all(np.all(np.diff(c) > 0) for c in chunks)
-    assert np.array_equal(chunks, cl.sample_chunks(64, 8, 100, seed=1))
-    assert not np.array_equal(chunks, cl.sample_chunks(64, 8, 100, seed=2))
+    assert np.array_equal(chunks, sample_chunks(64, 8, 100, seed=1))
+    assert not np.array_equal(chunks, sample_chunks(64, 8, 100, seed=2))
     # fewer distinct chunks than asked for: all of them
-    assert cl.sample_chunks(64, 64, 100).shape == (1, 64)
-    assert cl.sample_chunks(8, 1, 100).shape == (8, 1)
-    assert len({tuple(c) for c in cl.sample_chunks(6, 3, 100)}) == math.comb(6, 3)
+    assert sample_chunks(64, 64, 100).shape == (1, 64)
+    assert sample_chunks(8, 1, 100).shape == (8, 1)
+    assert len({tuple(c) for c in sample_chunks(6, 3, 100)}) == math.comb(6, 3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,11 +172,11 @@ def test_ridge_matches_scikit_learn():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(200, 5)) + 3.0
     y = x @ rng.normal(size=(5, 12)) + rng.normal(size=(200, 12)) * np.linspace(0.1, 2, 12)
-    coef, x_mean, y_mean = cl.ridge_fit(torch.from_numpy(x), torch.from_numpy(y), 1e-8)
+    coef, x_mean, y_mean = ridge_fit(torch.from_numpy(x), torch.from_numpy(y), 1e-8)
     pred = ((torch.from_numpy(x) - x_mean) @ coef + y_mean).numpy()
     reference = Ridge(alpha=1e-8).fit(x, y)
     assert np.allclose(pred, reference.predict(x), atol=1e-9)
-    r2 = cl.variance_weighted_r2(torch.from_numpy(y), torch.from_numpy(pred))
+    r2 = variance_weighted_r2(torch.from_numpy(y), torch.from_numpy(pred))
     assert r2 == pytest.approx(r2_score(y, pred, multioutput="variance_weighted"), abs=1e-12)
 
 
@@ -167,7 +185,7 @@ def test_a_chunk_of_distinct_clone_units_determines_the_layer():
     z = rng.normal(size=(300, 8))
     h = np.hstack([z, z, z, z])  # W = 32: four exact clones of an 8-unit representation
     chunk = np.array([0, 9, 18, 27, 4, 13, 22, 31])  # one copy of each of the 8 units
-    r2, corr = cl.chunk_regression(h[:200], h[200:], [np.sort(chunk)])
+    r2, corr = chunk_regression(h[:200], h[200:], [np.sort(chunk)])
     assert r2[0] == pytest.approx(1.0, abs=1e-9)
     assert np.isnan(corr[0])  # every unit outside is determined exactly: no residuals left
 
@@ -178,7 +196,7 @@ def test_residual_correlation_uses_only_the_units_outside_the_chunk():
     z = rng.normal(size=(n, 8))
     noise = 0.05 * rng.normal(size=(n, 24))
     h = np.hstack([z, z + noise[:, :8], z + noise[:, 8:16], z + noise[:, 16:]])
-    r2, corr = cl.chunk_regression(h, h, [np.arange(8)])  # the noise-free clone, in sample
+    r2, corr = chunk_regression(h, h, [np.arange(8)])  # the noise-free clone, in sample
     # independent math: the outside residuals are the noise minus its projection on [1, z]
     design = np.hstack([np.ones((n, 1)), z])
     resid = noise - design @ np.linalg.lstsq(design, noise, rcond=None)[0]
@@ -199,8 +217,8 @@ def test_r2_of_a_clone_layer_is_the_fraction_of_units_covered():
     z, _ = np.linalg.qr(q[:, :d] - q[:, :d].mean(0))  # centred orthonormal columns
     z *= np.sqrt(n)
     h = np.tile(z, (1, c))
-    chunks = cl.sample_chunks(d * c, 4, 40, seed=0)
-    r2, _ = cl.chunk_regression(h, h, chunks)
+    chunks = sample_chunks(d * c, 4, 40, seed=0)
+    r2, _ = chunk_regression(h, h, chunks)
     covered = np.array([len(set((chunk % d).tolist())) / d for chunk in chunks])
     assert np.allclose(r2, covered, atol=1e-9)
     assert covered.min() < 1 < covered.max() + 1e-12  # some chunks miss units, some cover all
@@ -216,9 +234,9 @@ def test_head_restricted_to_a_chunk_is_the_direct_computation():
     h, w, b = rng.normal(size=(100, 16)), rng.normal(size=(3, 16)), rng.normal(size=3)
     y = rng.integers(0, 3, 100)
     chunk = np.array([1, 5, 6, 11])
-    got = cl.head_accuracy(h, y, w, b, [chunk])[0]
+    got = head_accuracy(h, y, w, b, [chunk])[0]
     assert got == np.mean((h[:, chunk] @ w[:, chunk].T + b).argmax(1) == y)
-    got = cl.head_accuracy(h, y, w, b, [chunk], rescale=True)[0]
+    got = head_accuracy(h, y, w, b, [chunk], rescale=True)[0]
     assert got == np.mean((4 * h[:, chunk] @ w[:, chunk].T + b).argmax(1) == y)
 
 
@@ -232,10 +250,10 @@ def test_rescaled_head_on_one_clone_equals_the_full_network():
     w = np.tile(v / c, (1, c))  # head weights split equally over the clones
     full = np.mean((h @ w.T + b).argmax(1) == y)
     clone = np.arange(d) + 2 * d  # the third clone
-    assert cl.head_accuracy(h, y, w, b, [clone], rescale=True)[0] == full
-    assert cl.head_accuracy(h, y, w, b, [np.arange(d * c)])[0] == full
+    assert head_accuracy(h, y, w, b, [clone], rescale=True)[0] == full
+    assert head_accuracy(h, y, w, b, [np.arange(d * c)])[0] == full
     # without rescaling the bias dominates the shrunken logits
-    assert cl.head_accuracy(h, y, w, b, [clone])[0] < full
+    assert head_accuracy(h, y, w, b, [clone])[0] < full
 
 
 def test_readout_separable_chunk_has_zero_training_error():
@@ -244,7 +262,7 @@ def test_readout_separable_chunk_has_zero_training_error():
     y = (z @ rng.normal(size=(4, 3))).argmax(1)
     # labels are an exact linear function of z: the chunk holding z is separable
     h = np.hstack([z, rng.normal(size=(300, 4))])
-    train, test = cl.readout_accuracy(h[:200], y[:200], h[200:], y[200:], [np.arange(4)])
+    train, test = readout_accuracy(h[:200], y[:200], h[200:], y[200:], [np.arange(4)])
     assert train[0] == 1.0
     assert test[0] > 0.85
 
@@ -255,7 +273,7 @@ def test_readout_fit_is_scikit_learns_logistic_regression():
     rng = np.random.default_rng(25)
     x = rng.normal(size=(300, 6))
     y = (x @ rng.normal(size=(6, 4)) + 1.5 * rng.normal(size=(300, 4))).argmax(1)  # overlapping
-    weight, bias = cl.fit_logistic(x, y, c=100.0, max_iter=500, tol=1e-8)
+    weight, bias = fit_logistic(x, y, c=100.0, max_iter=500, tol=1e-8)
     reference = LogisticRegression(C=100.0, max_iter=500, tol=1e-8).fit(x, y)
     # the same objective: the same optimum (up to the optimiser's tolerance)
     assert np.allclose(weight, reference.coef_.T, atol=1e-4)
@@ -295,7 +313,7 @@ def coverage(width, d, size):
     return sum(terms) / math.comb(width, size)
 
 
-FAST = cl.CloneConfig(n_accuracy_chunks=10, n_readout_chunks=4, n_r2_chunks=10, n_ii_chunks=4)
+FAST = MeasureSettings(n_accuracy_chunks=10, n_readout_chunks=4, n_r2_chunks=10, n_ii_chunks=4)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -303,14 +321,16 @@ def test_exact_copies_clone_size_is_where_random_chunks_hold_every_unit(seed):
     d, c = 4, 8
     h, y = clone_layer(seed, d, c, "copy")
     head = np.zeros((4, d * c))
-    config = cl.CloneConfig(
+    config = MeasureSettings(
         n_accuracy_chunks=20, n_readout_chunks=20, n_r2_chunks=20, n_ii_chunks=20, seed=seed
     )  # enough chunks that some at size 8 miss a unit (P(all 20 hold every unit) ≈ 0.002)
-    table = cl.per_model_table(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4), config)
-    result = cl.clone_count(table)
+    table = per_model_table(
+        LastLayer(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4)), config
+    )
+    result = clone_count(table)
     # a chunk missing one of the d units loses a quarter of the signal; random chunks hold every
     # unit with probability 0.11, 0.73, 0.995 at sizes 4, 8, 16: the clone size is 16 = W / 2
-    expected = min(s for s in cl.chunk_sizes(d * c) if coverage(d * c, d, s) >= 0.95)
+    expected = min(s for s in chunk_sizes(d * c) if coverage(d * c, d, s) >= 0.95)
     assert expected == 16
     assert result["clone_size"] == expected and result["n_clones"] == 2 and not result["flagged"]
     r2 = table[table["metric"] == "r2"].set_index("chunk_size")["mean"]
@@ -324,8 +344,10 @@ def test_mixed_clones_give_clone_size_about_d_and_about_c_clones(d, c, seed):
     h, y = clone_layer(seed, d, c, "mix")
     head = np.zeros((4, d * c))
     config = dataclasses.replace(FAST, seed=seed)
-    table = cl.per_model_table(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4), config)
-    result = cl.clone_count(table)
+    table = per_model_table(
+        LastLayer(h[:400], y[:400], h[400:], y[400:], head, np.zeros(4)), config
+    )
+    result = clone_count(table)
     # any d units determine the layer (R² ≈ 1 from d on), but a random d×d mixture distorts the
     # distances (Δ ≈ 0.05 at w = d): the clone size is d or 2d
     assert result["clone_size"] in (d, 2 * d)
@@ -342,10 +364,10 @@ def test_no_qualifying_chunk_is_flagged():
     rng = np.random.default_rng(13)
     h = rng.normal(size=(400, 16))
     y = rng.integers(0, 3, 400)
-    table = cl.per_model_table(
-        h[:200], y[:200], h[200:], y[200:], np.zeros((3, 16)), np.zeros(3), FAST
+    table = per_model_table(
+        LastLayer(h[:200], y[:200], h[200:], y[200:], np.zeros((3, 16)), np.zeros(3)), FAST
     )
-    result = cl.clone_count(table)
+    result = clone_count(table)
     assert result == result | {"clone_size": 16, "n_clones": 1.0, "flagged": True}
 
 
@@ -380,19 +402,18 @@ def test_clone_count_rule_and_its_parameters():
         train_head=[0.2, 0.3, 0.5, 0.9, 1.0],
         train_readout=[0.8, 1.0, 1.0, 1.0, 1.0],
     )
-    assert cl.clone_count(table)["clone_size"] == 4
-    assert cl.clone_count(table)["n_clones"] == 4
-    assert cl.clone_count(table, {"ii_max": 0.3})["clone_size"] == 2
-    assert cl.clone_count(table, {"ii_max": 0.3, "r2_min": 0.99})["clone_size"] == 8
-    assert cl.clone_count(table, {"accuracy_method": "head"})["clone_size"] == 16
+    assert clone_count(table)["clone_size"] == 4
+    assert clone_count(table)["n_clones"] == 4
+    assert clone_count(table, {"ii_max": 0.3})["clone_size"] == 2
+    assert clone_count(table, {"ii_max": 0.3, "r2_min": 0.99})["clone_size"] == 8
+    assert clone_count(table, {"accuracy_method": "head"})["clone_size"] == 16
     assert (
-        cl.clone_count(table, {"train_error_max": 0.1, "accuracy_method": "head"})["clone_size"]
-        == 8
+        clone_count(table, {"train_error_max": 0.1, "accuracy_method": "head"})["clone_size"] == 8
     )
     loose = {"ii_max": None, "r2_min": None, "train_error_max": None}
-    assert cl.clone_count(table, loose)["clone_size"] == 1
+    assert clone_count(table, loose)["clone_size"] == 1
     with pytest.raises(ValueError):
-        cl.CloneThresholds(accuracy_method="knn")
+        CloneThresholds(accuracy_method="knn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,7 +426,7 @@ def test_fit_clone_growth_recovers_slope_and_breakpoint(critical):
     widths = np.array([16, 32, 64, 128, 256, 512, 1024], dtype=float)
     slope = 1 / 32
     n = np.where(widths <= critical, 1.0, 1.0 + slope * (widths - critical))
-    fit = cl.fit_clone_growth(widths, n)
+    fit = fit_clone_growth(widths, n)
     assert fit.slope == pytest.approx(slope, rel=1e-9)
     assert fit.critical_width == pytest.approx(max(critical, 8.0), rel=1e-9)
     assert fit.intercept == pytest.approx(1 - slope * critical, rel=1e-9, abs=1e-9)
@@ -414,29 +435,29 @@ def test_fit_clone_growth_recovers_slope_and_breakpoint(critical):
 def test_fit_clone_growth_keeps_the_critical_width_at_least_one():
     widths = np.array([16, 32, 64, 128, 256, 512], dtype=float)
     n = 1.5 + widths / 64  # the unconstrained line reaches 1 clone at W = -32
-    fit = cl.fit_clone_growth(widths, n)
+    fit = fit_clone_growth(widths, n)
     assert fit.critical_width == 1.0
     dx, dy = widths - 1, n - 1  # least squares through (1, 1), written out
     assert fit.slope == pytest.approx(np.dot(dx, dy) / np.dot(dx, dx), rel=1e-12)
 
 
 def test_verdict_rule_of_the_ratio_claims():
-    assert cl._verdict_positive([0.5, 0.6, 0.7]) == "yes"
-    assert cl._verdict_positive([0.5, -0.4, 0.3]) == "no"  # the interval reaches 0
-    assert cl._verdict_positive([-0.5, -0.6]) == "no"
-    assert cl._verdict_positive([0.3, 0.35, 0.4], strong=0.75) == "partly"  # grows, slower
-    assert cl._verdict_positive([0.2]) == "partly" and cl._verdict_positive([0.0]) == "no"
-    assert cl._verdict_positive([np.nan]) == "n/a"
+    assert _verdict_positive([0.5, 0.6, 0.7]) == "yes"
+    assert _verdict_positive([0.5, -0.4, 0.3]) == "no"  # the interval reaches 0
+    assert _verdict_positive([-0.5, -0.6]) == "no"
+    assert _verdict_positive([0.3, 0.35, 0.4], strong=0.75) == "partly"  # grows, slower
+    assert _verdict_positive([0.2]) == "partly" and _verdict_positive([0.0]) == "no"
+    assert _verdict_positive([np.nan]) == "n/a"
 
 
 def test_fit_clone_growth_with_seeds_and_noise_and_without_growth():
     rng = np.random.default_rng(14)
     widths = np.repeat([16, 32, 64, 128, 256, 512, 1024], 3).astype(float)
     n = np.where(widths <= 100, 1.0, 1.0 + (widths - 100) / 16) + 0.2 * rng.normal(size=widths.size)
-    fit = cl.fit_clone_growth(widths, n)
+    fit = fit_clone_growth(widths, n)
     assert fit.slope == pytest.approx(1 / 16, rel=0.02)
     assert fit.critical_width == pytest.approx(100, abs=12)
-    flat = cl.fit_clone_growth([16, 32, 64], [1, 1, 1])
+    flat = fit_clone_growth([16, 32, 64], [1, 1, 1])
     assert flat.slope == 0 and flat.intercept == 1 and np.isnan(flat.critical_width)
 
 
@@ -448,12 +469,14 @@ def test_fit_clone_growth_with_seeds_and_noise_and_without_growth():
 def test_per_model_and_summary_tables():
     h, y = clone_layer(1, 4, 4, "copy", n=300)
     columns = {"model": "toy-w16", "dataset": "toy", "arch": "mlp", "width": 16, "depth": 1}
-    config = cl.CloneConfig(n_accuracy_chunks=5, n_readout_chunks=2, n_r2_chunks=3, n_ii_chunks=2)
-    table = cl.per_model_table(
-        h[:150], y[:150], h[150:], y[150:], np.ones((4, 16)), np.zeros(4), config, columns
+    config = MeasureSettings(n_accuracy_chunks=5, n_readout_chunks=2, n_r2_chunks=3, n_ii_chunks=2)
+    table = per_model_table(
+        LastLayer(h[:150], y[:150], h[150:], y[150:], np.ones((4, 16)), np.zeros(4)),
+        config,
+        columns,
     )
     assert list(table.columns[:5]) == list(columns)
-    assert set(cl.TABLE_COLUMNS) <= set(table.columns)
+    assert set(TABLE_COLUMNS) <= set(table.columns)
     per_size = table.groupby("chunk_size").size()
     assert (per_size == 6 + 2 + 2).all()  # 3 methods × 2 splits, r2 + corr, 2 × Δ
     n_chunks = table.set_index(["chunk_size", "metric", "method", "split"])["n_chunks"]
@@ -461,10 +484,10 @@ def test_per_model_and_summary_tables():
     assert n_chunks[(16, "accuracy", "head", "test")] == 1  # only one chunk of size W
     assert n_chunks[(4, "r2", "ridge", "test")] == 3
     other = table.assign(model="toy-w16b", width=16)
-    summary = cl.summary_table([table, other])
+    summary = model_summary([table, other])
     assert list(summary["model"]) == ["toy-w16", "toy-w16b"]
     assert {"clone_size", "n_clones", "flagged", "full_test_acc_head"} <= set(summary.columns)
-    growth = cl.growth_table(summary, group_by=("dataset", "arch"))
+    growth = growth_fits(summary)
     assert len(growth) == 1 and growth["n_models"].iloc[0] == 2
 
 
@@ -478,7 +501,7 @@ def test_ensembles_and_error_infinity():
         for w in (1, 2, 4)
         for s in range(4)
     }
-    table = cl.ensemble_table(logits, labels)
+    table = ensemble_table(logits, labels)
     single = table[table["members"] == 1].set_index("width")["ensemble_error"]
     direct = np.mean([np.mean(logits[(2, s)].argmax(1) != labels) for s in range(4)])
     assert single[2] == pytest.approx(direct)
@@ -487,7 +510,7 @@ def test_ensembles_and_error_infinity():
     assert row["wide_error"] == pytest.approx(single[4])
     summed = sum(logits[(1, s)] for s in range(4))
     assert row["ensemble_error"] == np.mean(summed.argmax(1) != labels)
-    err_inf, best = cl.error_infinity(table)
+    err_inf, best = error_infinity(table)
     assert best["width"] == 4 and best["members"] == 4 and err_inf == best["ensemble_error"]
     clones = pd.DataFrame(
         {
@@ -500,35 +523,35 @@ def test_ensembles_and_error_infinity():
             "std": 0.0,
         }
     )
-    gap = cl.ensemble_gap_table(clones, 0.1)
+    gap = ensemble_gap_table(clones, 0.1)
     assert np.allclose(gap["gap"], [0.4, 0.2, 0.0])
     assert list(itertools.islice(gap.columns, 3)) == ["model", "chunk_size", "method"]
 
 
 def test_figures_are_drawn_from_the_tables(tmp_path):
-    from widthlab.plots import clones as plots
+    from widthlab.clones import figures as plots
     from widthlab.plots import save
 
     rng = np.random.default_rng(16)
     tables, logits = [], {}
     h, y = clone_layer(0, 4, 8, "mix", n=300)
-    config = cl.CloneConfig(n_accuracy_chunks=3, n_readout_chunks=2, n_r2_chunks=2, n_ii_chunks=2)
+    config = MeasureSettings(n_accuracy_chunks=3, n_readout_chunks=2, n_r2_chunks=2, n_ii_chunks=2)
     for width in (8, 16, 32):
         head = rng.normal(size=(4, width))
         columns = {"model": f"m{width}", "dataset": "toy", "width": width, "depth": 1}
         columns |= {"weight_decay": 0.0, "seed": 0}
         layer = h[:, :width]
         args = (layer[:150], y[:150], layer[150:], y[150:], head, np.zeros(4), config, columns)
-        tables.append(cl.per_model_table(*args))
+        tables.append(per_model_table(LastLayer(*args[:6]), *args[6:]))
         logits[(width, 0)] = layer[150:] @ head.T
     table = pd.concat(tables, ignore_index=True)
-    summary = cl.summary_table(tables)
-    ensembles = cl.ensemble_table(logits, y[150:])
-    gap = cl.ensemble_gap_table(table, cl.error_infinity(ensembles)[0])
+    summary = model_summary(tables)
+    ensembles = ensemble_table(logits, y[150:])
+    gap = ensemble_gap_table(table, error_infinity(ensembles)[0])
     figures = {
         "accuracy": plots.chunk_accuracy(table),
         "similarity": plots.chunk_similarity(table),
-        "growth": plots.clone_growth(summary, cl.growth_table(summary)),
+        "growth": plots.clone_growth(summary, growth_fits(summary)),
         "gap": plots.ensemble_gap(gap),
         "ensembles": plots.ensembles(ensembles),
     }
@@ -547,8 +570,8 @@ def test_ii_to_a_row_permutation_is_about_one():
     rng = np.random.default_rng(20)
     x = rng.normal(size=(1000, 5))
     shuffled = x[rng.permutation(1000)]
-    assert cl.information_imbalance(x, shuffled) == pytest.approx(1.0, abs=0.08)
-    assert cl.information_imbalance(shuffled, x) == pytest.approx(1.0, abs=0.08)
+    assert information_imbalance(x, shuffled) == pytest.approx(1.0, abs=0.08)
+    assert information_imbalance(shuffled, x) == pytest.approx(1.0, abs=0.08)
 
 
 @pytest.mark.parametrize("ties", ["average", "index"])
@@ -556,7 +579,7 @@ def test_rank_matrix_is_the_definition(ties):
     rng = np.random.default_rng(21)
     x = rng.integers(0, 3, size=(12, 2)).astype(float)  # many tied distances
     d = euclid(x)
-    ranks = cl.rank_matrix(torch.from_numpy(d), ties).numpy()
+    ranks = rank_matrix(torch.from_numpy(d), ties).numpy()
     for i in range(12):
         others = [k for k in range(12) if k != i]
         for j in others:
@@ -574,8 +597,8 @@ def test_batched_chunk_imbalance_is_each_chunk_on_its_own(ties):
     rng = np.random.default_rng(22)
     # ReLU-like integer units: exact zeros and many exactly tied distances in both spaces
     h = np.maximum(rng.integers(-3, 4, size=(80, 12)), 0).astype(float)
-    chunks = [c for size in (1, 3, 12) for c in cl.sample_chunks(12, size, 4, seed=1)]
-    to_full, from_full = cl.chunk_information_imbalance(h, chunks, ties)
+    chunks = [c for size in (1, 3, 12) for c in sample_chunks(12, size, 4, seed=1)]
+    to_full, from_full = chunk_information_imbalance(h, chunks, ties)
     for k, chunk in enumerate(chunks):
         part = h[:, chunk]
         assert to_full[k] == pytest.approx(imbalance_loops(part, h, ties), abs=1e-14)
@@ -587,8 +610,8 @@ def test_batched_regression_is_scikit_learn_ridge_per_chunk():
     h = rng.normal(size=(260, 5)) @ rng.normal(size=(5, 10)) + 0.3 * rng.normal(size=(260, 10))
     h[:, 7] = h[:, 2]  # an exact duplicate: collinear chunks
     fit, ev = h[:180], h[180:]
-    chunks = [c for size in (1, 2, 4, 9) for c in cl.sample_chunks(10, size, 3, seed=2)]
-    r2, corr = cl.chunk_regression(fit, ev, chunks, n_corr=5)
+    chunks = [c for size in (1, 2, 4, 9) for c in sample_chunks(10, size, 3, seed=2)]
+    r2, corr = chunk_regression(fit, ev, chunks, n_corr=5)
     for k, chunk in enumerate(chunks):
         pred = Ridge(alpha=1e-8).fit(fit[:, chunk], fit).predict(ev[:, chunk])
         assert r2[k] == pytest.approx(r2_score(ev, pred, multioutput="variance_weighted"), abs=1e-8)
@@ -606,8 +629,8 @@ def test_batched_head_accuracy_matches_the_direct_computation_for_mixed_sizes():
     rng = np.random.default_rng(24)
     h, w, b = rng.normal(size=(90, 20)), rng.normal(size=(4, 20)), rng.normal(size=4)
     y = rng.integers(0, 4, 90)
-    chunks = [c for size in (1, 5, 20) for c in cl.sample_chunks(20, size, 3, seed=3)]
-    plain, rescaled = cl.head_accuracies(h, y, w, b, chunks)
+    chunks = [c for size in (1, 5, 20) for c in sample_chunks(20, size, 3, seed=3)]
+    plain, rescaled = head_accuracies(h, y, w, b, chunks)
     for k, chunk in enumerate(chunks):
         logits = h[:, chunk] @ w[:, chunk].T
         assert plain[k] == np.mean((logits + b).argmax(1) == y)
@@ -616,25 +639,25 @@ def test_batched_head_accuracy_matches_the_direct_computation_for_mixed_sizes():
 
 def test_readouts_stop_once_every_chunk_fits_and_the_rule_carries_that_forward():
     h, y = clone_layer(3, 4, 16, "copy", n=400)
-    config = cl.CloneConfig(n_accuracy_chunks=4, n_readout_chunks=4, n_r2_chunks=4, n_ii_chunks=2)
-    table = cl.per_model_table(
-        h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4), config
+    config = MeasureSettings(n_accuracy_chunks=4, n_readout_chunks=4, n_r2_chunks=4, n_ii_chunks=2)
+    table = per_model_table(
+        LastLayer(h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4)), config
     )
     readout = table[(table["method"] == "readout") & (table["split"] == "train")]
     fitted = readout.set_index("chunk_size")["mean"]
     first = fitted[fitted == 1.0].index.min()
     # nothing fitted between the first separable size and the full layer, which is always fitted
-    assert set(fitted.index) == {s for s in cl.chunk_sizes(64) if s <= first} | {64}
+    assert set(fitted.index) == {s for s in chunk_sizes(64) if s <= first} | {64}
     assert first < 32  # so at least one size (32) is skipped
     never = dataclasses.replace(config, readout_stop=False)
-    full = cl.per_model_table(
-        h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4), never
+    full = per_model_table(
+        LastLayer(h[:200], y[:200], h[200:], y[200:], np.zeros((4, 64)), np.zeros(4)), never
     )
     all_sizes = full[(full["method"] == "readout") & (full["split"] == "train")]
-    assert set(all_sizes["chunk_size"]) == set(cl.chunk_sizes(64))
+    assert set(all_sizes["chunk_size"]) == set(chunk_sizes(64))
     only_train = {"ii_max": None, "r2_min": None}
-    assert cl.clone_count(table, only_train)["clone_size"] == first
-    assert cl.clone_count(full, only_train)["clone_size"] == first
+    assert clone_count(table, only_train)["clone_size"] == first
+    assert clone_count(full, only_train)["clone_size"] == first
 
 
 # ----------------------------------------------------------------------------------------------
@@ -644,20 +667,20 @@ def test_readouts_stop_once_every_chunk_fits_and_the_rule_carries_that_forward()
 
 def test_growth_exponent_and_gap_exponent_are_log_log_slopes():
     widths = np.array([64, 128, 256, 512])
-    assert cl.growth_exponent(widths, widths / 32) == pytest.approx(1.0)
-    assert cl.growth_exponent(widths, np.full(4, 2.0)) == pytest.approx(0.0)
-    assert np.isnan(cl.growth_exponent([64, 64], [2, 2]))
+    assert growth_exponent(widths, widths / 32) == pytest.approx(1.0)
+    assert growth_exponent(widths, np.full(4, 2.0)) == pytest.approx(0.0)
+    assert np.isnan(growth_exponent([64, 64], [2, 2]))
     sizes = np.array([1, 2, 4, 8, 16, 32])
     gap = pd.DataFrame({"chunk_size": sizes, "layer_width": 32, "gap": 0.3 * sizes**-0.5})
-    assert cl.gap_exponent(gap) == pytest.approx(-0.5)  # the full layer (w = W) is left out
-    assert np.isnan(cl.gap_exponent(gap.assign(gap=-1.0)))
+    assert gap_exponent(gap) == pytest.approx(-0.5)  # the full layer (w = W) is left out
+    assert np.isnan(gap_exponent(gap.assign(gap=-1.0)))
 
 
 def _model_table(model, width, seed, wd, variant, clone_size, train_error, depth=2):
     """A per-model table whose rule gives exactly ``clone_size`` (Δ, R² and readout all cross
     their thresholds there) and whose full network has ``train_error``."""
     rows = []
-    for size in cl.chunk_sizes(width):
+    for size in chunk_sizes(width):
         good = size >= clone_size
         values = {
             ("ii_chunk_to_full", "euclidean", "test"): 0.01 if good else 0.4,
@@ -684,13 +707,21 @@ def _logits(width, seed, wd, variant, errors, n=200, depth=2):
     labels = np.arange(n) % 4
     logits = np.eye(4)[labels] * 2.0
     logits[list(errors)] = np.eye(4)[(labels[list(errors)] + 1) % 4] * 3.0
-    table = cl.logits_table(logits, labels)
+    table = logits_table(logits, labels)
     columns = {"model": f"m{width}-{seed}-{wd}-{variant}", "dataset": "toy", "arch": "mlp"}
     columns |= {"width": width, "depth": depth, "weight_decay": wd, "seed": seed}
     columns |= {"variant": variant}
     for k, v in columns.items():
         table[k] = v
     return table
+
+
+def summarise_stage(tables, logits, grids, primary, gap_method="head"):
+    """The summary rule's tables and headline, as the workflow script builds them."""
+    config = CloneSettings(grids=(primary,), gap_method=gap_method)
+    out = stage_tables(tables, logits, grids, config)
+    out["headline"] = headline(out, config)
+    return out
 
 
 def test_summarise_counts_clones_compares_conditions_and_writes_the_headline_contract():
@@ -709,7 +740,7 @@ def test_summarise_counts_clones_compares_conditions_and_writes_the_headline_con
     logits = [_logits(32, s, 5e-4, None, range(s, 40 + s)) for s in range(4)]
     logits.append(_logits(64, 0, 5e-4, None, range(30)))
     logits.append(_logits(128, 0, 5e-4, None, range(10)))
-    out = cl.summarise(tables, logits, grids, "main")
+    out = summarise_stage(tables, logits, grids, "main")
     summary = out["summary"].set_index("model")
     assert summary.loc["main-256-0-0.0005", "clone_size"] == 16
     assert summary.loc["main-256-0-0.0005", "n_clones"] == 16
@@ -756,7 +787,7 @@ def test_headline_is_honest_with_one_model_per_condition():
         _model_table("b", 32, 0, 0.0, None, 32, 0.1),
     ]
     logits = [_logits(16, 0, 0.0, None, range(20)), _logits(32, 0, 0.0, None, range(15))]
-    out = cl.summarise(tables, logits, {"a": "main", "b": "main"}, "main")
+    out = summarise_stage(tables, logits, {"a": "main", "b": "main"}, "main")
     headline = out["headline"]
     assert headline.iloc[0]["holds"] == "no"  # one clone at every width: exponent 0
     assert np.isnan(headline.iloc[0]["ci_low"])
@@ -766,7 +797,7 @@ def test_headline_is_honest_with_one_model_per_condition():
 
 def test_summarise_rejects_an_unknown_gap_method():
     with pytest.raises(ValueError, match="gap_method"):
-        cl.summarise(
+        summarise_stage(
             [_model_table("a", 16, 0, 0.0, None, 16, 0.0)],
             [],
             {"a": "main"},

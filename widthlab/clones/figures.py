@@ -1,6 +1,6 @@
 """Figures of the clones stage (Doimo et al. 2022), drawn from its tidy tables.
 
-Per-model tables (``widthlab.clones.per_model_table``) start with the model columns and hold
+Per-model tables (``widthlab.clones.measure.per_model_table``) start with the model columns and hold
 ``chunk_size, metric, method, split, mean, std, n_chunks, layer_width, chunk_fraction``; the
 summary has one row per model (``clone_size, n_clones, flagged, …``); the growth table one row per
 group (``slope, intercept, critical_width``); the gap table ``chunk_size, method, gap``.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from widthlab.clones import GAP_FLOOR
+from widthlab.clones.ensembles import GAP_FLOOR
 from widthlab.plots import log2_x, use_style
 
 METHOD_LABELS = {
@@ -28,15 +28,6 @@ METRIC_LABELS = {
     "r2": "ridge R² (chunk → full)",
     "residual_corr": "residual |corr| (outside)",
 }
-
-
-def _log2_xy(axes) -> None:
-    """Both axes on a log2 scale with plain-number labels (widths and clone counts are ×2)."""
-    for ax in np.ravel(axes):
-        for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
-            scale("log", base=2)
-            axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(plt.NullFormatter())
 
 
 def _width_column(table: pd.DataFrame) -> str:
@@ -162,7 +153,7 @@ def clone_growth(
                 ax.plot(xs, ys, color=colour, linewidth=1, alpha=0.8)
                 if not np.isnan(c):
                     ax.axvline(c, color=colour, linestyle=":", linewidth=0.8)
-    _log2_xy(grid.axes)
+    log2_x(grid.axes, y=True)
     grid.set_axis_labels("width W", "#clones = W / w_c*")
     grid.figure.suptitle(title or "Number of clones vs width (lines: hinge fits)", y=1.03)
     return grid.figure
@@ -258,7 +249,7 @@ def conditions(table: pd.DataFrame, title: str | None = None):
         height=2.8,
         aspect=1.1,
     )
-    _log2_xy(grid.axes)
+    log2_x(grid.axes, y=True)
     grid.set_axis_labels("width W", "#clones = W / w_c* (mean over seeds)")
     grid.figure.suptitle(title or "Number of clones by training condition", y=1.03)
     return grid.figure
