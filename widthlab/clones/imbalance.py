@@ -149,8 +149,9 @@ def chunk_information_imbalance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk: Δ(chunk → full) and Δ(full → chunk) on the given points (already subsampled).
 
-    The full layer's distances and rank matrix are computed once; the chunks of one size are
-    handled as a batch (their N × N distance matrices side by side)."""
+    The chunks may be of several sizes: the full layer's distances and rank matrix are
+    computed once for all of them; the chunks of one size are handled as a batch (their N × N
+    distance matrices side by side)."""
     if ties not in ("average", "index"):
         raise ValueError(f"ties must be 'average' or 'index', not {ties!r}")
     x = as_float64(h, device)

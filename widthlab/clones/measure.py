@@ -117,8 +117,8 @@ def chunk_measurements(
                 }
             )
 
-    for size in sizes:
-        chunks = sample_chunks(width, size, n_max, cfg.seed)
+    drawn = {size: sample_chunks(width, size, n_max, cfg.seed) for size in dict.fromkeys(sizes)}
+    for size, chunks in drawn.items():
         acc = chunks[: cfg.n_accuracy_chunks]
         for split, h, y in (("train", h_train, y_train), ("test", h_test, y_test)):
             plain, rescaled = head_accuracies(h, y, weight, bias, acc, cfg.device)
@@ -137,26 +137,36 @@ def chunk_measurements(
             add(size, tr, "accuracy", "readout", "train")
             add(size, te, "accuracy", "readout", "test")
             readouts_done = cfg.readout_stop and bool(np.all(tr == 1.0))
-        if cfg.n_r2_chunks > 0:
-            r2, corr = chunk_regression(
-                r2_fit,
-                h_test,
-                chunks[: cfg.n_r2_chunks],
-                cfg.ridge_alpha,
-                cfg.device,
-                n_corr=cfg.n_corr_chunks,
-            )
-            add(size, r2, "r2", "ridge", "test")
-            add(size, corr[: cfg.n_corr_chunks], "residual_corr", "ridge", "test")
-        if cfg.n_ii_chunks > 0:
-            to_full, from_full = chunk_information_imbalance(
-                h_ii, chunks[: cfg.n_ii_chunks], cfg.ii_ties, cfg.device
-            )
-            add(size, to_full, "ii_chunk_to_full", "euclidean", "test")
-            add(size, from_full, "ii_full_to_chunk", "euclidean", "test")
         if log is not None:
-            log(f"clones: chunk size {size}/{width} done ({len(chunks)} chunks)")
+            log(f"clones: chunk accuracy of size {size}/{width} done ({len(chunks)} chunks)")
+    # the ridge and the information imbalance take every size at once: the full layer's
+    # cross products, distances and ranks are then computed once per model, not once per size
+    if cfg.n_r2_chunks > 0:
+        chunks, spans = _every_size(drawn, cfg.n_r2_chunks)
+        r2, corr = chunk_regression(
+            r2_fit, h_test, chunks, cfg.ridge_alpha, cfg.device, n_corr=cfg.n_corr_chunks
+        )
+        for size, part in spans:
+            add(size, r2[part], "r2", "ridge", "test")
+            add(size, corr[part][: cfg.n_corr_chunks], "residual_corr", "ridge", "test")
+    if cfg.n_ii_chunks > 0:
+        chunks, spans = _every_size(drawn, cfg.n_ii_chunks)
+        to_full, from_full = chunk_information_imbalance(h_ii, chunks, cfg.ii_ties, cfg.device)
+        for size, part in spans:
+            add(size, to_full[part], "ii_chunk_to_full", "euclidean", "test")
+            add(size, from_full[part], "ii_full_to_chunk", "euclidean", "test")
+    if log is not None:
+        log(f"clones: ridge and information imbalance of {len(sizes)} sizes done")
     return pd.DataFrame(rows)
+
+
+def _every_size(drawn: dict[int, np.ndarray], n: int) -> tuple[list, list[tuple[int, slice]]]:
+    """The first ``n`` chunks of every size in one list, and (size, its slice of the list)."""
+    chunks, spans = [], []
+    for size, sized in drawn.items():
+        spans.append((size, slice(len(chunks), len(chunks) + len(sized[:n]))))
+        chunks += list(sized[:n])
+    return chunks, spans
 
 
 def average_chunks(raw: pd.DataFrame) -> pd.DataFrame:

@@ -83,13 +83,15 @@ def chunk_regression(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk: variance-weighted R² of ridge chunk → full layer fitted on ``h_fit`` and scored
     on ``h_eval``, and the residual correlation of the units outside the chunk (on ``h_eval``;
-    only for the first ``n_corr`` chunks, NaN for the rest; all if None).
+    only for the first ``n_corr`` chunks of each size, NaN for the rest; all if None).
 
-    Batched over the chunks of one size: the ridge solution comes from the fit split's centred
-    cross-product matrix S = Xᵀ X (computed once), B = (S_cc + α I)⁻¹ S_c·, through the eigen-
-    decomposition of S_cc — exact ridge (the SVD solution V diag(s / (s² + α)) Uᵀ Y written with
-    λ = s²), stable for collinear chunks: directions with λ ≤ 1e-12 · λ_max carry no signal
-    (their Xᵀ Y component is round-off) and get coefficient 0. Residuals are formed directly on
+    The chunks may be of several sizes: the layer's cross-product matrices are computed once
+    for all of them, and the chunks of one size are solved as a batch. The ridge solution
+    comes from the fit split's centred cross-product matrix S = Xᵀ X, B = (S_cc + α I)⁻¹ S_c·,
+    through the eigendecomposition of S_cc — exact ridge (the SVD solution
+    V diag(s / (s² + α)) Uᵀ Y written with λ = s²), stable for collinear chunks: directions
+    with λ ≤ 1e-12 · λ_max carry no signal (their Xᵀ Y component is round-off) and get
+    coefficient 0. Residuals are formed directly on
     the evaluation split only for the residual correlation; the R² uses the evaluation Gram
     matrix G = Dᵀ D (D: evaluation split minus the fit mean), SSE = Σ_j (G − 2 Bᵀ G_c· +
     Bᵀ G_cc B)_jj, whose round-off (≈ 1e-13 relative) is far below any R² difference of note."""
@@ -105,6 +107,10 @@ def chunk_regression(
     total = float(sst[keep].sum()) if bool(keep.any()) else float("nan")
     scale = float(ev.var(dim=0, unbiased=False).mean())
     n_corr = len(chunks) if n_corr is None else n_corr
+    ordinal, seen = [], {}  # each chunk's rank among the chunks of its size
+    for chunk in chunks:
+        ordinal.append(seen.get(len(chunk), 0))
+        seen[len(chunk)] = ordinal[-1] + 1
     r2 = np.full(len(chunks), np.nan)
     corr = np.full(len(chunks), np.nan)
     for positions, block in chunk_blocks(chunks, lambda size: (2 * size + 1) * width):
@@ -123,7 +129,7 @@ def chunk_regression(
             )
             r2[positions] = (1.0 - sse[:, keep].sum(dim=1) / total).cpu().numpy()
         for row, k in enumerate(positions):
-            if k >= n_corr:
+            if ordinal[k] >= n_corr:
                 continue
             chunk = idx[row]
             resid = shifted - shifted[:, chunk] @ coef[row]
