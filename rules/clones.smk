@@ -84,6 +84,7 @@ rule clones_summary:
         settings=canonical(clones_jobs.summary_settings(analysis("clones"))),
         device=config["device"],
         grids=canonical(CLONES_GRID_OF),
+        recipes=canonical(recipes(CLONES_MODELS)),
         figures=list(clones_jobs.FIGURES),
     script:
         "../workflow_scripts/clones_summary.py"

@@ -10,7 +10,7 @@ job = Job.from_snakemake(snakemake)
 settings = CloneSettings.from_config(snakemake.params.settings, snakemake.params.device)
 chunks = [read_parquet(path) for path in snakemake.input.tables]
 logits = [read_parquet(path) for path in snakemake.input.logits]
-tables = stage_tables(chunks, logits, snakemake.params.grids, settings)
+tables = stage_tables(chunks, logits, snakemake.params.grids, settings, snakemake.params.recipes)
 tables["headline"] = claims.headline(tables, settings)
 for name in ("summary", "growth", "conditions", "ensembles", "gap", "headline"):
     job.write_parquet(tables[name], getattr(snakemake.output, name))

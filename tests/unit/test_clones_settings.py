@@ -37,6 +37,8 @@ def test_every_schema_key_is_a_setting_with_the_schema_default():
             value = getattr(settings, FIELD_OF.get(key, key))
         if key == "grid":
             default = (default,)
+        if key == "threshold_alternatives":
+            default = tuple(default)
         assert value == default, key
     threshold_keys = set(SECTION["thresholds"]["properties"])
     assert threshold_keys == {f.name for f in dataclasses.fields(CloneThresholds)}
@@ -64,6 +66,11 @@ def test_from_config_splits_the_section_and_validates():
         CloneSettings(gap_method="knn")
     with pytest.raises(TypeError):
         CloneSettings.from_config({"unknown": 1})
+    with pytest.raises(TypeError):
+        CloneSettings(threshold_alternatives=({"r2": 0.8},))
+    alternatives = CloneSettings(thresholds=CloneThresholds(train_error_max=0.1))
+    first = alternatives.alternative_thresholds()[0]
+    assert first == CloneThresholds(ii_max=0.1, r2_min=0.8, train_error_max=0.1)
 
 
 def test_first_grid_of_prefers_the_earlier_grid():

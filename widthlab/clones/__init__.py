@@ -3,9 +3,9 @@
 The paper: if the last hidden layer is wide enough, its units split into groups ("clones") that
 carry the same information and differ only by independent noise; the number of clones grows
 linearly with the width above a critical width; clones appear once training reaches zero
-training error (helped by regularisation); and a wide net with clones beats an ensemble of
-narrow nets whose last layer has the size of a clone. ``docs/stages/clones.md`` describes the
-method, the outputs and the claims with their rules.
+training error (helped by regularisation); and a wide net with clones "performs significantly
+better than" an ensemble of narrow nets whose last layer has the size of a clone.
+``docs/stages/clones.md`` describes the method, the outputs and the claims with their rules.
 
 Modules (the house shape; this file imports nothing):
 
@@ -19,7 +19,8 @@ Modules (the house shape; this file imports nothing):
 - :mod:`.summary` — tables across models: clone size and #clones per model, growth fits,
   conditions, ensembles and the chunk-error gap (torch-free); :mod:`.growth` and
   :mod:`.ensembles` hold their mathematics (numpy only).
-- :mod:`.claims` — the headline rows (torch-free).
+- :mod:`.evidence` — the per-seed tables behind each claim; :mod:`.claims` — the headline
+  rows, every verdict through :func:`widthlab.headline.claim` (both torch-free).
 - :mod:`.jobs` — what the rules need while building the DAG (torch-free).
 - :mod:`.figures` — tables → figures (torch-free).
 """

@@ -2,7 +2,8 @@
 
 An ensemble sums the test logits of K seeds of a width-w model; it is compared with one model
 of width K·w. error_∞ is the error of the largest ensemble available; the gap table holds chunk
-test error − error_∞ per chunk size (the paper's w_c^(−1/2) decay).
+test error − error_∞ per chunk size (the paper's w_c^(−1/2) decay). error_∞ comes only from an
+ensemble of at least ``ensemble_min_members`` seeds.
 """
 
 from __future__ import annotations
@@ -65,20 +66,27 @@ def ensemble_table(
     return pd.DataFrame(rows)
 
 
-def error_infinity(ensembles: pd.DataFrame) -> tuple[float, dict]:
-    """error_∞: the error of the largest ensemble available (largest total width; ties → more
-    members). Returns the error and the row it came from."""
-    if ensembles.empty:
-        raise ValueError("no ensembles")
-    best = ensembles.sort_values(["total_width", "members", "width"]).iloc[-1]
+def error_infinity(ensembles: pd.DataFrame, min_members: int = 1) -> tuple[float, dict]:
+    """error_∞: the error of the largest ensemble of at least ``min_members`` seeds (largest
+    total width; ties → more members). Returns the error and the row it came from; NaN and an
+    empty row when no ensemble has that many members (a 2-seed "ensemble" is no estimate of
+    the infinite one)."""
+    large = ensembles[ensembles["members"] >= min_members] if len(ensembles) else ensembles
+    if large.empty:
+        return float("nan"), {}
+    best = large.sort_values(["total_width", "members", "width"]).iloc[-1]
     return float(best["ensemble_error"]), best.to_dict()
 
 
 def ensemble_gap_table(
-    clone_tables: pd.DataFrame, error_inf: float, methods: Sequence[str] = ACCURACY_METHODS
+    clone_tables: pd.DataFrame,
+    error_inf: float,
+    floor: float = 0.0,
+    methods: Sequence[str] = ACCURACY_METHODS,
 ) -> pd.DataFrame:
     """Chunk test error − error_∞ against chunk size, one row per (model, chunk_size, method);
-    the model columns of the clone tables are kept."""
+    the model columns of the clone tables are kept, with the ``gap_floor`` at or below which
+    a gap is at the floor (the test error's resolution)."""
     sel = clone_tables[
         (clone_tables["metric"] == "accuracy")
         & (clone_tables["split"] == "test")
@@ -87,6 +95,7 @@ def ensemble_gap_table(
     sel["test_error"] = 1.0 - sel["mean"]
     sel["error_infinity"] = error_inf
     sel["gap"] = sel["test_error"] - error_inf
+    sel["gap_floor"] = floor
     drop = ["metric", "split", "mean", "std"]
     return sel.drop(columns=[c for c in drop if c in sel.columns]).reset_index(drop=True)
 
@@ -94,17 +103,3 @@ def ensemble_gap_table(
 def logit_matrix(table: pd.DataFrame) -> np.ndarray:
     names = sorted((c for c in table.columns if c.startswith("logit_")), key=lambda c: int(c[6:]))
     return table.sort_values("example")[names].to_numpy(dtype=np.float64)
-
-
-#: gaps at or below this are zero up to round-off (1 − mean accuracy − error_∞)
-GAP_FLOOR = 1e-9
-
-
-def gap_exponent(gap: pd.DataFrame) -> float:
-    """Least-squares slope of log gap on log chunk size over the chunks smaller than the full
-    layer whose gap is positive (> ``GAP_FLOOR``; the paper's w_c^(−1/2) decay gives −0.5);
-    NaN with < 2 sizes."""
-    sub = gap[(gap["chunk_size"] < gap["layer_width"]) & (gap["gap"] > GAP_FLOOR)]
-    if sub["chunk_size"].nunique() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log2(sub["chunk_size"]), np.log2(sub["gap"]), 1)[0])

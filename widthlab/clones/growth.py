@@ -1,5 +1,5 @@
 """How the number of clones grows with width: the hinge fit (1 clone up to a critical width,
-linear above) and the log-log exponent (numpy only)."""
+linear above; numpy only). The log-log exponent is :func:`widthlab.stats.log2_growth_slope`."""
 
 from __future__ import annotations
 
@@ -67,12 +67,3 @@ def fit_clone_growth(widths: Sequence[float], n_clones: Sequence[float]) -> Clon
     if np.isnan(c):
         return CloneGrowth(0.0, 1.0, float("nan"))
     return CloneGrowth(float(slope), float(1.0 - slope * c), float(c))
-
-
-def growth_exponent(widths: Sequence[float], n_clones: Sequence[float]) -> float:
-    """Least-squares slope b of log2 #clones on log2 W (#clones ∝ W^b); NaN with < 2 widths."""
-    x = np.log2(np.asarray(widths, dtype=np.float64))
-    y = np.log2(np.asarray(n_clones, dtype=np.float64))
-    if np.unique(x).size < 2:
-        return float("nan")
-    return float(np.polyfit(x, y, 1)[0])

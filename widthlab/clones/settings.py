@@ -5,7 +5,7 @@ section (``CloneSettings.from_config``). The defaults here equal the schema's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 ACCURACY_METHODS = ("head", "head_rescaled", "readout")
 
@@ -82,12 +82,31 @@ class CloneSettings:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     thresholds: CloneThresholds = field(default_factory=CloneThresholds)
     gap_method: str = "head"  # the chunk accuracy behind chunk test error − error_∞
+    # declared before looking: each replaces some thresholds; a verdict on clone counts that
+    # changes under one of them is not robust
+    threshold_alternatives: tuple[Mapping, ...] = field(
+        default_factory=lambda: (
+            {"ii_max": 0.1, "r2_min": 0.8},
+            {"ii_max": 0.025, "r2_min": 0.95},
+        )
+    )
+    critical_width: int | None = None  # None: per seed, from the other seeds' hinge fit
+    ensemble_min_members: int = 5  # error_∞ needs an ensemble of at least this many seeds
+    gap_floor: float | None = None  # None: one test example (1 / number of test examples)
 
     def __post_init__(self):
         if self.gap_method not in ACCURACY_METHODS:
             raise ValueError(
                 f"gap_method must be one of {ACCURACY_METHODS}, not {self.gap_method!r}"
             )
+        object.__setattr__(
+            self, "threshold_alternatives", tuple(dict(a) for a in self.threshold_alternatives)
+        )
+        self.alternative_thresholds()  # an unknown key or method fails here, not later
+
+    def alternative_thresholds(self) -> tuple[CloneThresholds, ...]:
+        """The clone-size rule under each declared alternative."""
+        return tuple(replace(self.thresholds, **alt) for alt in self.threshold_alternatives)
 
     @property
     def primary(self) -> str:

@@ -23,13 +23,14 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
+from widthlab import stats
 from widthlab.clones.ensembles import (
     ensemble_gap_table,
     ensemble_table,
     error_infinity,
     logit_matrix,
 )
-from widthlab.clones.growth import fit_clone_growth, growth_exponent
+from widthlab.clones.growth import fit_clone_growth
 from widthlab.clones.settings import ACCURACY_METHODS, CloneSettings, CloneThresholds
 
 
@@ -94,11 +95,12 @@ CONDITION_COLUMNS = (
 )
 
 
-def _conditions(table: pd.DataFrame) -> list[str]:
-    return [c for c in CONDITION_COLUMNS if c in table.columns]
+def condition_columns(table: pd.DataFrame, without: Sequence[str] = ()) -> list[str]:
+    """The condition columns ``table`` has, but those in ``without``."""
+    return [c for c in CONDITION_COLUMNS if c in table.columns and c not in without]
 
 
-def _groups(table: pd.DataFrame, by: Sequence[str]):
+def groups(table: pd.DataFrame, by: Sequence[str]):
     """groupby that keeps None/NaN keys (variant, bottleneck, train_size are often None)."""
     by = list(by)
     if not by:
@@ -127,12 +129,16 @@ def model_summary(
     tables: Sequence[pd.DataFrame] | pd.DataFrame,
     thresholds: CloneThresholds | Mapping | None = None,
     grids: Mapping[str, str] | None = None,
+    alternatives: Sequence[CloneThresholds] = (),
+    recipes: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per model: its columns (everything before ``chunk_size`` in the per-model
     table), ``grid`` (from ``grids``: model → grid name), the clone count
     (:func:`clone_count`), the full-layer train and test accuracy of each method, the clone
     size each criterion alone gives, and the network's own (full layer, trained head) train
-    and test error and whether it interpolates (zero training error)."""
+    and test error and whether it interpolates (zero training error); then ``clone_size_alt<k>``
+    and ``n_clones_alt<k>`` under each of the ``alternatives`` rules, and the training
+    ``recipe`` (:func:`widthlab.recipe.recipe_key`) when ``recipes`` (model → recipe) is given."""
     th = CloneThresholds.from_config(thresholds)
     table = (
         tables if isinstance(tables, pd.DataFrame) else pd.concat(list(tables), ignore_index=True)
@@ -156,20 +162,26 @@ def model_summary(
         for split in ("train", "test"):
             acc = row[f"full_{split}_acc_head"]
             row[f"{split}_error"] = float(1.0 - acc)
+        row["interpolating"] = row["train_error"] <= 1e-12
+        for k, alternative in enumerate(alternatives, start=1):
+            count = clone_count(group, alternative)
+            row[f"clone_size_alt{k}"] = count["clone_size"]
+            row[f"n_clones_alt{k}"] = count["n_clones"]
         rows.append(row)
     summary = pd.DataFrame(rows)
-    summary["interpolating"] = summary["train_error"] <= 1e-12
     grids = dict(grids or {})
     summary.insert(1, "grid", [grids.get(model, "") for model in summary["model"]])
+    if recipes is not None:
+        summary["recipe"] = [recipes.get(model, "") for model in summary["model"]]
     return summary
 
 
 def conditions_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per grid, condition and width: mean / min / max #clones and clone size over seeds, the
     number of seeds, the fraction that interpolates and the mean train and test error."""
-    by = ["grid", *_conditions(summary), "width"]
+    by = ["grid", *condition_columns(summary), "width"]
     rows = []
-    for key, group in _groups(summary, by):
+    for key, group in groups(summary, by):
         rows.append(
             {
                 **dict(zip(by, key, strict=True)),
@@ -193,8 +205,8 @@ def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
     fit finds no growth), and the exponent each criterion alone would give (``exponent_ii``,
     ``exponent_r2``, ``exponent_train``: W / the clone size by that criterion, all widths)."""
     rows = []
-    by = [*(["grid"] if "grid" in summary else []), *_conditions(summary)]
-    for key, group in _groups(summary, by):
+    by = [*(["grid"] if "grid" in summary else []), *condition_columns(summary)]
+    for key, group in groups(summary, by):
         fit = fit_clone_growth(group["width"].to_numpy(), group["n_clones"].to_numpy())
         above = (
             group if np.isnan(fit.critical_width) else group[group["width"] >= fit.critical_width]
@@ -203,9 +215,9 @@ def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
             {
                 **dict(zip(by, key, strict=True)),
                 **fit._asdict(),
-                "exponent": growth_exponent(above["width"], above["n_clones"]),
+                "exponent": stats.log2_growth_slope(above["width"], above["n_clones"]),
                 **{
-                    f"exponent_{name}": growth_exponent(
+                    f"exponent_{name}": stats.log2_growth_slope(
                         group["width"], group["width"] / group[f"clone_size_{name}"]
                     )
                     if f"clone_size_{name}" in group
@@ -220,18 +232,18 @@ def growth_fits(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ensembles_by_condition(
-    logits: Sequence[pd.DataFrame], summary: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def ensembles_by_condition(logits: Sequence[pd.DataFrame], min_members: int = 1) -> pd.DataFrame:
     """``ensemble_table`` per condition (models pooled over grids: a grid of extra seeds adds
-    members), with the condition's columns and its ``error_infinity`` (the error of its largest
-    ensemble) on every row. Every model must cover the same test examples in the same order."""
+    members), with the condition's columns, its ``error_infinity`` (the error of its largest
+    ensemble of at least ``min_members`` seeds; NaN without one) with that ensemble's
+    ``error_infinity_members``, and the number of test examples (``n_examples``) on every row.
+    Every model must cover the same test examples in the same order."""
     if not logits:
         return pd.DataFrame()
     table = pd.concat(list(logits), ignore_index=True)
-    by = _conditions(table)
+    by = condition_columns(table)
     out = []
-    for key, group in _groups(table, by):
+    for key, group in groups(table, by):
         members, labels = {}, None
         for (width, seed), model in group.groupby(["width", "seed"], sort=True):
             model = model.sort_values("example")
@@ -241,31 +253,38 @@ def ensembles_by_condition(
                 raise ValueError(f"test labels differ between the models of condition {key}")
             members[(int(width), int(seed))] = logit_matrix(model)
         ens = ensemble_table(members, labels)
-        err_inf, _ = error_infinity(ens)
+        err_inf, largest = error_infinity(ens, min_members)
         for name, value in zip(by, key, strict=True):
             ens[name] = value
         ens["error_infinity"] = err_inf
+        ens["error_infinity_members"] = int(largest.get("members", 0))
+        ens["n_examples"] = len(labels)
         out.append(ens[[*by, *[c for c in ens.columns if c not in by]]])
     return pd.concat(out, ignore_index=True)
 
 
 def gap_by_condition(
-    tables: Sequence[pd.DataFrame], ensembles: pd.DataFrame, models: Iterable[str] | None = None
+    tables: Sequence[pd.DataFrame],
+    ensembles: pd.DataFrame,
+    models: Iterable[str] | None = None,
+    floor: float | None = None,
 ) -> pd.DataFrame:
     """``ensemble_gap_table`` of the chosen models (default all), each against the error_∞ of
-    its own condition."""
+    its own condition (models of a condition without one are left out), with the ``floor``
+    (None: one test example, 1 / ``n_examples``)."""
     table = pd.concat(list(tables), ignore_index=True)
     if models is not None:
         table = table[table["model"].isin(set(models))]
-    by = _conditions(table)
+    by = condition_columns(table)
     out = []
-    for key, group in _groups(table, by):
+    for key, group in groups(table, by):
         sel = ensembles
         for name, value in zip(by, key, strict=True):
             sel = sel[(sel[name] == value) | (sel[name].isna() & pd.isna(value))]
-        if sel.empty:
+        if sel.empty or not np.isfinite(sel["error_infinity"].iloc[0]):
             continue
-        out.append(ensemble_gap_table(group, float(sel["error_infinity"].iloc[0])))
+        level = 1.0 / float(sel["n_examples"].iloc[0]) if floor is None else floor
+        out.append(ensemble_gap_table(group, float(sel["error_infinity"].iloc[0]), level))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -274,16 +293,21 @@ def stage_tables(
     logits: Sequence[pd.DataFrame],
     grids: Mapping[str, str],
     settings: CloneSettings,
+    recipes: Mapping[str, str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the stage but the headline: ``summary`` (one row per model), ``growth``
-    (per grid and condition), ``conditions`` (per grid, condition and width), ``ensembles``
-    (per condition, member width and K) and ``gap`` (chunk test error − error_∞ of the primary
-    grid's models)."""
-    summary = model_summary(chunk_tables, settings.thresholds, grids)
-    ensembles = ensembles_by_condition(logits)
+    """Every table of the stage but the headline: ``summary`` (one row per model, with its
+    ``recipe`` from ``recipes``), ``growth`` (per grid and condition), ``conditions`` (per grid,
+    condition and width), ``ensembles`` (per condition, member width and K) and ``gap`` (chunk
+    test error − error_∞ of the primary grid's models)."""
+    summary = model_summary(
+        chunk_tables, settings.thresholds, grids, settings.alternative_thresholds(), recipes
+    )
+    ensembles = ensembles_by_condition(logits, settings.ensemble_min_members)
     main_models = summary.loc[summary["grid"] == settings.primary, "model"]
     gap = (
-        gap_by_condition(chunk_tables, ensembles, main_models) if len(ensembles) else pd.DataFrame()
+        gap_by_condition(chunk_tables, ensembles, main_models, settings.gap_floor)
+        if len(ensembles)
+        else pd.DataFrame()
     )
     return {
         "summary": summary,
