@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from widthlab.plots import log2_x, placeholder, use_style
+from widthlab.plots import log2_x, placeholder, use_style, width_lines
 
 METHOD_LABELS = {
     "head": "trained head (restricted)",
@@ -27,6 +27,17 @@ METRIC_LABELS = {
     "r2": "ridge R² (chunk → full)",
     "residual_corr": "residual |corr| (outside)",
 }
+
+
+def _chunk_lines() -> dict:
+    """Chunk curves: a line per layer width, coloured on a log scale of the width (a fresh
+    norm each time: a LogNorm keeps the limits of the first data it scales)."""
+    return {
+        "palette": "viridis",
+        "hue_norm": plt.matplotlib.colors.LogNorm(),
+        "markersize": 3,
+        "height": 2.4,
+    }
 
 
 def _width_column(table: pd.DataFrame) -> str:
@@ -44,28 +55,20 @@ def chunk_accuracy(table: pd.DataFrame, title: str | None = None):
         + sorted(set(sub["method"]) - set(METHOD_LABELS)),
     )
     hue = _width_column(table)
-    grid = sns.relplot(
-        data=sub,
+    grid = width_lines(
+        sub,
+        "mean",
+        title or "Chunk accuracy vs chunk size",
         x="chunk_size",
-        y="mean",
         hue=hue,
         col="method",
         row="split",
         row_order=[s for s in ("train", "test") if s in set(sub["split"])],
-        kind="line",
-        marker="o",
-        markersize=3,
-        errorbar=("pi", 100),
-        palette="viridis",
-        hue_norm=plt.matplotlib.colors.LogNorm(),
-        height=2.4,
-        aspect=1.2,
         facet_kws={"sharey": True},
+        **_chunk_lines(),
     )
-    log2_x(grid.axes)
     grid.set_axis_labels("chunk size w", "accuracy")
     grid.set_titles("{row_name} · {col_name}")
-    grid.figure.suptitle(title or "Chunk accuracy vs chunk size", y=1.02)
     return grid.figure
 
 
@@ -78,27 +81,19 @@ def chunk_similarity(table: pd.DataFrame, title: str | None = None):
     sub["metric"] = pd.Categorical(
         sub["metric"].map(METRIC_LABELS), [METRIC_LABELS[m] for m in metrics]
     )
-    grid = sns.relplot(
-        data=sub,
+    grid = width_lines(
+        sub,
+        "mean",
+        title or "Chunks vs the full layer",
         x="chunk_size",
-        y="mean",
         hue=_width_column(table),
         col="metric",
         col_wrap=min(len(metrics), 4),
-        kind="line",
-        marker="o",
-        markersize=3,
-        errorbar=("pi", 100),
-        palette="viridis",
-        hue_norm=plt.matplotlib.colors.LogNorm(),
-        height=2.4,
-        aspect=1.1,
         facet_kws={"sharey": False},
+        **_chunk_lines(),
     )
-    log2_x(grid.axes)
     grid.set_axis_labels("chunk size w", "")
     grid.set_titles("{col_name}")
-    grid.figure.suptitle(title or "Chunks vs the full layer", y=1.03)
     return grid.figure
 
 
