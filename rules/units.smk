@@ -1,14 +1,10 @@
 # units stage (Casper et al. 2021, frivolous units): per model, zero-ablation prunability and PCA
 # redundancy on the test split; across the grid, unit counts, growth statistic g and headline.
+from widthlab.units import jobs as units_jobs
+
 UNITS_CATEGORY = "3. Casper et al. 2021: frivolous units"
-# the analyses.units keys a per-model job depends on (not grid, enabled or the summary's level)
-UNITS_MODEL_SETTINGS = canonical(
-    {
-        k: v
-        for k, v in analysis("units").items()
-        if k not in ("grid", "enabled", "level", "jobs")
-    }
-)
+# the analyses.units keys a per-model job depends on (not grid, enabled or the summary's)
+UNITS_MODEL_SETTINGS = canonical(units_jobs.model_settings(analysis("units")))
 
 
 # Per-model work, spread over `analyses.units.jobs` jobs (widthlab.model_jobs).
@@ -95,7 +91,8 @@ rule units_summary:
     resources:
         **summary_job(analysis_models("units")),
     params:
-        level=analysis("units")["level"],
+        settings=canonical(units_jobs.summary_settings(analysis("units"))),
+        recipes=canonical(recipes(analysis_models("units"))),
     script:
         "../workflow_scripts/units_summary.py"
 

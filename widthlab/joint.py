@@ -37,7 +37,7 @@ from widthlab.clones.chunks import sample_chunks
 from widthlab.clones.measure import last_hidden
 from widthlab.clones.regression import chunk_regression
 from widthlab.headline import headline_row, headline_table, verdict
-from widthlab.units import masked_agreement, tap_sizes
+from widthlab.units.ablation import masked_agreement, tap_sizes
 
 DEFAULT_KEPT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
 SUBSET_COLUMNS = ["kept_fraction", "kept_units", "subset", "agreement", "r2"]

@@ -35,6 +35,7 @@ VERDICTS = ("yes", "contradicted", "inconclusive", "n/a")
 MIN_SEEDS = 3  # below this no interval is trusted: t with 1 df has t = 12.7
 LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
+NUMERICAL_TOLERANCE = 1e-9  # relative: differences below this are rounding, not evidence
 BOOTSTRAP_SEED = 0  # fixed: the same tables give the same interval, run after run
 
 
@@ -181,7 +182,10 @@ def decide(
         return "n/a", f"too few seeds: n = {n} < {min_n}"
     if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
         return "n/a", "no finite interval"
-    above, below = ci_low > null, ci_high < null
+    # an interval that reaches the null up to rounding contains it: a count exactly ∝ W has
+    # per-seed slopes 1 ± 1e-16, and that must not read as "faster than the width"
+    tolerance = NUMERICAL_TOLERANCE * max(1.0, abs(null))
+    above, below = ci_low > null + tolerance, ci_high < null - tolerance
     if direction == 0:
         return ("yes", "") if above or below else ("inconclusive", "")
     claimed, other = (above, below) if direction > 0 else (below, above)

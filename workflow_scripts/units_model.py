@@ -5,7 +5,7 @@ from widthlab.data import DatasetFiles
 from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job
-from widthlab.units import analyse_model, model_seed
+from widthlab.units.measure import analyse_model, model_seed
 
 job = Job.from_snakemake(snakemake)
 settings = dict(snakemake.params.settings)

@@ -1,16 +1,19 @@
 """Rule units_summary: unit counts, growth statistic g and headline across the grid; figures."""
 
 from widthlab.io import read_parquet
-from widthlab.plots import units as figures
 from widthlab.provenance import Job
-from widthlab.units import summarise
+from widthlab.units import claims, figures
+from widthlab.units.settings import UnitsSettings
+from widthlab.units.summary import summarise
 
 job = Job.from_snakemake(snakemake)
+settings = UnitsSettings.from_config(snakemake.params.settings)
 tables = summarise(
     [read_parquet(path) for path in snakemake.input.tables],
     [read_parquet(path) for path in snakemake.input.curves],
-    level=snakemake.params.level,
+    level=settings.level,
 )
+tables["headline"] = claims.headline(tables, settings, snakemake.params.recipes)
 for name in ("summary", "layers", "curves", "growth", "slopes", "effects", "headline"):
     job.write_parquet(tables[name], getattr(snakemake.output, name))
 for row in tables["headline"].itertuples():

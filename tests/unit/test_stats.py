@@ -226,3 +226,11 @@ def test_claim_rows_follow_the_contract_and_re_derive():
         assert stats.verdict_of_row(row) == row["holds"]
         if row["holds"] != "n/a":
             assert row["reason"] == "" and np.isfinite([row["ci_low"], row["ci_high"]]).all()
+
+
+def test_an_interval_at_the_null_up_to_rounding_contains_it():
+    # per-seed log2 slopes of an exact ∝ W count differ from 1 only by rounding
+    slopes = [1.0 + 2.2e-16, 1.0 + 4.4e-16, 1.0 + 2.2e-16]
+    estimate = stats.SeedValues(dict(enumerate(slopes)), transform=lambda s: 2.0**s).estimate()
+    assert stats.decide(estimate.ci_low, estimate.ci_high, 2.0, 1, estimate.n)[0] == "inconclusive"
+    assert stats.decide(2.0 + 1e-6, 2.0 + 2e-6, 2.0, 1, 3)[0] == "yes"  # a real difference

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from widthlab import units as U
 from widthlab.grid import DataSpec, ModelSpec
-from widthlab.headline import verdict
+from widthlab.units import ablation, counts, measure, redundancy, settings
+from widthlab.units import summary as S
 
 # --- tiny TappedModels (the protocol of widthlab.models, built here) -----------------------------
 
@@ -150,8 +150,8 @@ def test_batched_masks_equal_one_at_a_time(batch_size):
     model = random_mlp()
     x = np.random.default_rng(1).normal(size=(30, 5)).astype(np.float32)
     fractions = np.linspace(0, 1, 7)
-    curves = U.ablation_curves(model, x, fractions, orders=3, seed=11, batch_size=batch_size)
-    orders = U.random_orders({"hidden1": 12, "hidden2": 9}, 3, 11)
+    curves = ablation.ablation_curves(model, x, fractions, orders=3, seed=11, batch_size=batch_size)
+    orders = ablation.random_orders({"hidden1": 12, "hidden2": 9}, 3, 11)
     ref = reference_curves(model, x, orders, fractions)
     merged = curves.merge(ref, on=["scope", "order", "fraction"], suffixes=("", "_ref"))
     assert len(merged) == len(ref) == 3 * 3 * 7
@@ -165,9 +165,11 @@ def test_conv_taps_ablate_whole_channels():
     torch.manual_seed(0)
     model = TinyCNN().eval()
     x = np.random.default_rng(0).normal(size=(16, 1, 6, 6)).astype(np.float32)
-    curves = U.ablation_curves(model, x, np.linspace(0, 1, 5), orders=2, seed=3, batch_size=20)
+    curves = ablation.ablation_curves(
+        model, x, np.linspace(0, 1, 5), orders=2, seed=3, batch_size=20
+    )
     ref = reference_curves(
-        model, x, U.random_orders({"conv1": 4, "conv2": 6}, 2, 3), np.linspace(0, 1, 5)
+        model, x, ablation.random_orders({"conv1": 4, "conv2": 6}, 2, 3), np.linspace(0, 1, 5)
     )
     merged = curves.merge(ref, on=["scope", "order", "fraction"], suffixes=("", "_ref"))
     np.testing.assert_allclose(merged["agreement"], merged["agreement_ref"])
@@ -181,9 +183,16 @@ def test_conv_taps_ablate_whole_channels():
 
 
 def test_nested_orders_and_unit_counts():
-    assert U.n_ablated(1 / 6, 6) == 1  # 1/6 · 6 is a hair below 1 in floating point
-    assert U.n_ablated(0.5, 7) == 3 and U.n_ablated(1.0, 7) == 7 and U.n_ablated(0.0, 7) == 0
-    a, b = U.random_orders({"t": 10}, 2, seed=4), U.random_orders({"t": 10}, 2, seed=4)
+    assert ablation.n_ablated(1 / 6, 6) == 1  # 1/6 · 6 is a hair below 1 in floating point
+    assert (
+        ablation.n_ablated(0.5, 7) == 3
+        and ablation.n_ablated(1.0, 7) == 7
+        and ablation.n_ablated(0.0, 7) == 0
+    )
+    a, b = (
+        ablation.random_orders({"t": 10}, 2, seed=4),
+        ablation.random_orders({"t": 10}, 2, seed=4),
+    )
     assert all((x["t"] == y["t"]).all() for x, y in zip(a, b, strict=True))
     assert sorted(a[0]["t"].tolist()) == list(range(10))
     assert not (a[0]["t"] == a[1]["t"]).all()
@@ -196,9 +205,11 @@ def test_widthlab_models_satisfy_the_ablation_protocol():
     spec = ModelSpec(DataSpec("digits"), "cnn", 4, 2)
     model = models.build_model(spec, (1, 8, 8), 10).eval()
     x = np.random.default_rng(0).normal(size=(12, 1, 8, 8)).astype(np.float32)
-    curves = U.ablation_curves(model, x, np.linspace(0, 1, 4), orders=2, seed=5, batch_size=30)
-    sizes = U.tap_sizes(model, x)
-    ref = reference_curves(model, x, U.random_orders(sizes, 2, 5), np.linspace(0, 1, 4))
+    curves = ablation.ablation_curves(
+        model, x, np.linspace(0, 1, 4), orders=2, seed=5, batch_size=30
+    )
+    sizes = ablation.tap_sizes(model, x)
+    ref = reference_curves(model, x, ablation.random_orders(sizes, 2, 5), np.linspace(0, 1, 4))
     merged = curves.merge(ref, on=["scope", "order", "fraction"], suffixes=("", "_ref"))
     assert len(merged) == len(ref)
     np.testing.assert_allclose(merged["agreement"], merged["agreement_ref"])
@@ -212,24 +223,24 @@ def test_dead_units_are_prunable_and_duplicates_matter_only_jointly():
     n, fractions = 10, np.arange(11) / 10
     dead_first = {"hidden1": np.array([7, 8, 9, 4, 0, 1, 2, 3, 5, 6])}  # dead, then a singleton
     half_pair = {"hidden1": np.array([7, 8, 9, 0, 4, 1, 2, 3, 5, 6])}  # dead, one half, singleton
-    curves = U.ablation_curves(model, x, fractions, orders=[dead_first, half_pair])
+    curves = ablation.ablation_curves(model, x, fractions, orders=[dead_first, half_pair])
     mine = curves[curves.scope == "all"].pivot(
         index="fraction", columns="order", values="agreement"
     )
     np.testing.assert_array_equal(mine[0], [1.0] * 4 + [0.0] * 7)
     np.testing.assert_array_equal(mine[1], [1.0] * 5 + [0.0] * 6)
     # threshold 1.0: the crossing sits exactly on the last fully agreeing fraction
-    assert U.prunability(fractions, mine[0], threshold=1.0) == pytest.approx(3 / n)
-    assert U.prunability(fractions, mine[1], threshold=1.0) == pytest.approx(4 / n)
+    assert ablation.prunability(fractions, mine[0], threshold=1.0) == pytest.approx(3 / n)
+    assert ablation.prunability(fractions, mine[1], threshold=1.0) == pytest.approx(4 / n)
     # default threshold: within one grid step above it
-    assert 3 / n < U.prunability(fractions, mine[0]) < 4 / n
+    assert 3 / n < ablation.prunability(fractions, mine[0]) < 4 / n
 
 
 def test_random_orders_follow_the_oracle():
     model, x = frivolous_net(), frivolous_inputs()
     fractions = np.arange(11) / 10
-    curves = U.ablation_curves(model, x, fractions, orders=5, seed=2)
-    orders = U.random_orders({"hidden1": 10}, 5, 2)
+    curves = ablation.ablation_curves(model, x, fractions, orders=5, seed=2)
+    orders = ablation.random_orders({"hidden1": 10}, 5, 2)
     for _, row in curves[curves.scope == "all"].iterrows():
         ablated = orders[row["order"]]["hidden1"][: round(row["fraction"] * 10)]
         assert row["agreement"] == (1.0 if harmless(ablated) else 0.0)
@@ -238,13 +249,13 @@ def test_random_orders_follow_the_oracle():
 def test_known_counts_pcs_rule_with_dead_and_duplicate_units():
     model, x = frivolous_net(), frivolous_inputs()
     dead_first = {"hidden1": np.array([7, 8, 9, 4, 0, 1, 2, 3, 5, 6])}
-    curves = U.ablation_curves(model, x, np.arange(11) / 10, orders=[dead_first])
-    red = U.redundancy_table(U.layer_activations(model, x))
+    curves = ablation.ablation_curves(model, x, np.arange(11) / 10, orders=[dead_first])
+    red = redundancy.redundancy_table(measure.layer_activations(model, x))
     row = red.iloc[0]
     assert row["units"] == 10 and row["n_pcs"] == 5 and row["dead_units"] == 3
     assert row["compressibility"] == pytest.approx(0.5)  # 2 duplicates + 3 dead of 10
     assert row["mean_abs_corr_count"] == pytest.approx(4 / 10)  # 2 pairs, each sees its twin
-    table = U.per_model_table(curves, red, threshold=1.0, rule="pcs")
+    table = counts.per_model_table(curves, red, threshold=1.0, rule="pcs")
     for layer in ("hidden1", "all"):
         r = table.set_index("layer").loc[layer]
         assert r["prunable"] == pytest.approx(3)  # the dead units
@@ -257,10 +268,10 @@ def test_known_counts_pcs_rule_with_dead_and_duplicate_units():
 def test_known_counts_product_rule_with_duplicates():
     model, x = frivolous_net(u=5, k=2, d=0), frivolous_inputs()
     singleton_first = {"hidden1": np.array([4, 0, 1, 2, 3, 5, 6])}
-    curves = U.ablation_curves(model, x, np.arange(8) / 7, orders=[singleton_first])
-    red = U.redundancy_table(U.layer_activations(model, x))
+    curves = ablation.ablation_curves(model, x, np.arange(8) / 7, orders=[singleton_first])
+    red = redundancy.redundancy_table(measure.layer_activations(model, x))
     assert red.iloc[0]["compressibility"] == pytest.approx(2 / 7)
-    table = U.per_model_table(curves, red, threshold=1.0, rule="product").set_index("layer")
+    table = counts.per_model_table(curves, red, threshold=1.0, rule="product").set_index("layer")
     assert table.loc["all", "prunable"] == pytest.approx(0.0)
     assert table.loc["all", "redundant"] == pytest.approx(2.0)
     assert table.loc["all", "non_redundant"] == pytest.approx(5.0)
@@ -270,9 +281,11 @@ def test_known_counts_product_rule_with_duplicates():
 def test_per_model_table_network_row_sums_layers():
     model = random_mlp(sizes=(5, 12, 9))
     x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
-    curves = U.ablation_curves(model, x, orders=3, seed=0)
-    red = U.redundancy_table(U.layer_activations(model, x))
-    table = U.per_model_table(curves, red, columns={"model": "m", "width": 12}).set_index("layer")
+    curves = ablation.ablation_curves(model, x, orders=3, seed=0)
+    red = redundancy.redundancy_table(measure.layer_activations(model, x))
+    table = counts.per_model_table(curves, red, columns={"model": "m", "width": 12}).set_index(
+        "layer"
+    )
     assert list(table.index) == ["hidden1", "hidden2", "all"]
     assert table.loc["all", "units"] == 21 and (table["model"] == "m").all()
     p = table.loc["all", "prunability"]
@@ -290,19 +303,23 @@ def test_per_model_table_network_row_sums_layers():
 def test_crossing_interpolates_linearly():
     f = np.linspace(0, 1, 7)
     a = [1.0, 0.95, 0.9, 0.6, 0.3, 0.1, 0.05]
-    value, flag = U.crossing(f, a, 0.8)
+    value, flag = ablation.crossing(f, a, 0.8)
     assert flag == "crosses" and value == pytest.approx(2 / 6 + (0.1 / 0.3) / 6)
     # first crossing counts, even if the curve recovers later
-    assert U.prunability(f, [1.0, 0.7, 0.9, 0.9, 0.9, 0.9, 0.9]) == pytest.approx((0.2 / 0.3) / 6)
+    assert ablation.prunability(f, [1.0, 0.7, 0.9, 0.9, 0.9, 0.9, 0.9]) == pytest.approx(
+        (0.2 / 0.3) / 6
+    )
     # agreement exactly at the threshold is not below it
-    assert U.prunability(f, [1.0, 0.8, 0.8, 0.4, 0.0, 0.0, 0.0]) == pytest.approx(2 / 6 + 0.0)
+    assert ablation.prunability(f, [1.0, 0.8, 0.8, 0.4, 0.0, 0.0, 0.0]) == pytest.approx(
+        2 / 6 + 0.0
+    )
 
 
 def test_crossing_never_crosses_and_starts_below():
     f = np.linspace(0, 1, 7)
-    assert U.crossing(f, [1.0, 1, 1, 0.95, 0.9, 0.85, 0.81]) == (1.0, "never_crosses")
-    assert U.crossing(f, [0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]) == (0.0, "starts_below")
-    assert U.crossing(f[::-1], [0.81, 0.85, 0.9, 0.95, 1, 1, 1.0]) == (1.0, "never_crosses")
+    assert ablation.crossing(f, [1.0, 1, 1, 0.95, 0.9, 0.85, 0.81]) == (1.0, "never_crosses")
+    assert ablation.crossing(f, [0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]) == (0.0, "starts_below")
+    assert ablation.crossing(f[::-1], [0.81, 0.85, 0.9, 0.95, 1, 1, 1.0]) == (1.0, "never_crosses")
 
 
 def test_prunability_table_flags_and_order_spread():
@@ -314,7 +331,7 @@ def test_prunability_table_flags_and_order_spread():
     curves = pd.DataFrame(
         rows, columns=["scope", "order", "fraction", "agreement", "n_units_ablated", "units"]
     )
-    table = U.prunability_table(curves).set_index("scope")
+    table = ablation.prunability_table(curves).set_index("scope")
     assert (
         table.loc["t", "prunability"] == 1.0
         and table.loc["t", "prunability_flag"] == "never_crosses"
@@ -331,10 +348,10 @@ def test_compressibility_of_gaussian_data_with_known_spectrum():
     variances = np.array([10, 10] + [1e-6] * 8)
     x = rng.normal(size=(5000, 10)) * np.sqrt(variances)
     q, _ = np.linalg.qr(rng.normal(size=(10, 10)))  # a rotation keeps the spectrum
-    values = U.pca_spectrum(x @ q)
+    values = redundancy.pca_spectrum(x @ q)
     np.testing.assert_allclose(values[:2], 10, rtol=0.1)
-    assert U.compressibility(values) == pytest.approx(0.8)
-    assert U.layer_redundancy(x @ q)["compressibility"] == pytest.approx(0.8)
+    assert redundancy.compressibility(values) == pytest.approx(0.8)
+    assert redundancy.layer_redundancy(x @ q)["compressibility"] == pytest.approx(0.8)
 
 
 def test_exact_spectrum_and_energy_boundaries():
@@ -345,35 +362,35 @@ def test_exact_spectrum_and_energy_boundaries():
     u, _ = np.linalg.qr(z)  # orthonormal, centred columns
     v, _ = np.linalg.qr(rng.normal(size=(4, 4)))
     x = u * np.sqrt(spectrum * (n - 1)) @ v.T
-    np.testing.assert_allclose(U.pca_spectrum(x), spectrum, rtol=1e-10)
-    assert U.n_components(spectrum, 0.95) == 4
-    assert U.n_components(spectrum, 0.90) == 3  # exactly 90 % held by three components
-    assert U.n_components(spectrum, 0.40) == 1
-    assert U.compressibility(spectrum, 0.90) == pytest.approx(0.25)
-    assert U.n_components([0, 0, 0]) == 0 and U.compressibility([0.0, 0.0]) == 1.0
+    np.testing.assert_allclose(redundancy.pca_spectrum(x), spectrum, rtol=1e-10)
+    assert redundancy.n_components(spectrum, 0.95) == 4
+    assert redundancy.n_components(spectrum, 0.90) == 3  # exactly 90 % held by three components
+    assert redundancy.n_components(spectrum, 0.40) == 1
+    assert redundancy.compressibility(spectrum, 0.90) == pytest.approx(0.25)
+    assert redundancy.n_components([0, 0, 0]) == 0 and redundancy.compressibility([0.0, 0.0]) == 1.0
 
 
 @pytest.mark.parametrize("samples", [5, 40])
 def test_spectrum_with_fewer_samples_than_units(samples):
     x = np.random.default_rng(5).normal(size=(samples, 12)) @ np.diag(np.arange(1.0, 13.0))
     reference = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
-    values = U.pca_spectrum(x)
+    values = redundancy.pca_spectrum(x)
     assert values.shape == (12,)
     np.testing.assert_allclose(values, np.clip(reference, 0, None), atol=1e-9)
-    assert U.n_components(values) <= samples - 1  # n samples span at most n − 1 directions
+    assert redundancy.n_components(values) <= samples - 1  # n samples span at most n − 1 directions
 
 
 def test_auto_batch_size():
     x = np.zeros((3, 5), dtype=np.float32)
-    assert U.auto_batch_size(random_mlp(), x, 77) == 77
+    assert measure.auto_batch_size(random_mlp(), x, 77) == 77
     # widest tap 12 floats = 48 bytes a row: 4 MiB / 48 B > the row cap
-    assert U.auto_batch_size(random_mlp(), x) == U.AUTO_BATCH_MAX_ROWS
+    assert measure.auto_batch_size(random_mlp(), x) == measure.AUTO_BATCH_MAX_ROWS
     # 1024 units = 4 KiB a row: 1024 rows in 4 MiB
-    assert U.auto_batch_size(random_mlp(sizes=(5, 1024, 9)), x) == (4 << 20) // 4096
+    assert measure.auto_batch_size(random_mlp(sizes=(5, 1024, 9)), x) == (4 << 20) // 4096
     # a conv map of 6 channels × 6 × 6 positions = 864 bytes an example
     cnn = TinyCNN(channels=(4, 6)).eval()
     maps = np.zeros((2, 1, 6, 6), dtype=np.float32)
-    assert U.auto_batch_size(cnn, maps) == (4 << 20) // (6 * 36 * 4)
+    assert measure.auto_batch_size(cnn, maps) == (4 << 20) // (6 * 36 * 4)
 
 
 def test_duplicated_units_are_compressible():
@@ -381,7 +398,7 @@ def test_duplicated_units_are_compressible():
     base = rng.normal(size=(300, 6))
     k = 3
     x = np.concatenate([base, base[:, :k] * 2.0 - 1.0], axis=1)  # affine copies
-    info = U.layer_redundancy(x)
+    info = redundancy.layer_redundancy(x)
     assert info["compressibility"] >= k / x.shape[1] - 1e-12
     assert info["mean_abs_corr_count"] == pytest.approx(2 * k / x.shape[1])
 
@@ -392,23 +409,23 @@ def test_dead_units_in_correlation_counts():
     x = np.concatenate(
         [a, -a, rng.normal(size=(100, 1)), np.zeros((100, 2)), np.full((100, 1), 3.0)], axis=1
     )
-    counts = U.similar_unit_counts(x)
+    counts = redundancy.similar_unit_counts(x)
     np.testing.assert_array_equal(counts, [1, 1, 0, 0, 0, 0])
-    assert U.dead_units(x).tolist() == [False, False, False, True, True, True]
-    assert U.layer_redundancy(np.zeros((10, 4)))["n_pcs"] == 0
+    assert redundancy.dead_units(x).tolist() == [False, False, False, True, True, True]
+    assert redundancy.layer_redundancy(np.zeros((10, 4)))["n_pcs"] == 0
 
 
 def test_conv_positions_are_samples_and_rows_are_subsampled():
     rng = np.random.default_rng(4)
     maps = rng.normal(size=(20, 3, 5, 5))
     maps[:, 2] = maps[:, 0] + maps[:, 1]  # channel 2 is a linear combination
-    samples = U.unit_samples(maps)
+    samples = redundancy.unit_samples(maps)
     assert samples.shape == (500, 3)
     np.testing.assert_array_equal(samples[7], maps[0, :, 1, 2])
-    assert U.layer_redundancy(maps)["n_pcs"] == 2
-    sub = U.unit_samples(maps, max_rows=123, seed=0)
+    assert redundancy.layer_redundancy(maps)["n_pcs"] == 2
+    sub = redundancy.unit_samples(maps, max_rows=123, seed=0)
     assert sub.shape == (123, 3)
-    np.testing.assert_array_equal(sub, U.unit_samples(maps, max_rows=123, seed=0))
+    np.testing.assert_array_equal(sub, redundancy.unit_samples(maps, max_rows=123, seed=0))
 
 
 # --- growth statistic and the grid summary ----------------------------------------------------
@@ -416,16 +433,18 @@ def test_conv_positions_are_samples_and_rows_are_subsampled():
 
 def test_growth_statistic_on_known_series():
     w = np.array([8, 16, 32, 64, 128])
-    assert U.growth_statistic(w, 3.0 * w) == pytest.approx(2.0)
-    assert U.growth_statistic(w, 0.5 * w**2) == pytest.approx(4.0)
-    assert U.growth_statistic(w, np.full(5, 7.0)) == pytest.approx(1.0)
-    assert U.growth_statistic(w[::-1], (3.0 * w)[::-1]) == pytest.approx(2.0)  # order-free
-    assert U.growth_statistic(w, [0, 0, 4, 8, 16]) == pytest.approx(2.0)  # zero doublings skipped
-    assert math.isnan(U.growth_statistic(w, np.zeros(5)))
-    with pytest.raises(ValueError, match="×2"):
-        U.growth_statistic([8, 16, 48], [1, 2, 3])
+    assert S.growth_statistic(w, 3.0 * w) == pytest.approx(2.0)
+    assert S.growth_statistic(w, 0.5 * w**2) == pytest.approx(4.0)
+    assert S.growth_statistic(w, np.full(5, 7.0)) == pytest.approx(1.0)
+    assert S.growth_statistic(w[::-1], (3.0 * w)[::-1]) == pytest.approx(2.0)  # order-free
+    assert S.growth_statistic(w, [0, 0, 4, 8, 16]) == pytest.approx(2.0)  # zero counts left out
+    assert math.isnan(S.growth_statistic(w, np.zeros(5)))
+    assert S.growth_statistic([8, 16, 48], [1, 2, 6]) == pytest.approx(2.0)  # any widths
+    # the geometric mean of the doubling ratios: ratios 3 and 4/3 give √(3 · 4/3) = 2, where
+    # their arithmetic mean (the biased old statistic) would say 2.17
+    assert S.growth_statistic([8, 16, 32], [1, 3, 4]) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="two widths"):
-        U.growth_statistic([8], [1])
+        S.growth_statistic([8], [1])
 
 
 def fake_tables(widths=(16, 32, 64, 128), seeds=(0, 1, 2)):
@@ -453,27 +472,27 @@ def fake_tables(widths=(16, 32, 64, 128), seeds=(0, 1, 2)):
 
 
 def test_summary_and_growth_tables():
-    summary = U.summary_table(fake_tables())
-    assert set(summary["quantity"]) == set(U.COUNT_QUANTITIES)
+    summary = S.summary_table(fake_tables())
+    assert set(summary["quantity"]) == set(settings.COUNT_QUANTITIES)
     widest = summary[(summary.width == 128) & (summary.quantity != "non_redundant")]
     np.testing.assert_allclose(widest["normalised"], 1.0)
     units = summary[(summary.quantity == "units") & (summary.width == 16)]
     np.testing.assert_allclose(units["normalised"], 16 / 128)
-    growth = U.growth_table(summary).set_index("quantity")
+    growth = S.growth_table(summary).set_index("quantity")
     assert growth.loc["units", "g"] == pytest.approx(2.0)
     assert growth.loc["prunable", "g"] == pytest.approx(4.0)
     assert growth.loc["prunable", "g_ci_low"] == pytest.approx(4.0)
     assert growth.loc["non_prunable", "g"] == pytest.approx(1.0)
-    assert growth.loc["prunable", "faster_than_width"]
-    assert not growth.loc["redundant", "faster_than_width"]
     assert math.isnan(growth.loc["non_redundant", "g"])
     assert growth.loc["units", "n_seeds"] == 3 and growth.loc["units", "widths"] == "16,32,64,128"
 
 
-def test_growth_table_flags_series_that_are_not_doublings():
-    summary = U.summary_table(fake_tables(widths=(16, 48)))
-    growth = U.growth_table(summary)
-    assert growth["g"].isna().all() and growth["flag"].str.contains("×2").all()
+def test_growth_table_takes_any_width_series_and_flags_single_widths():
+    summary = S.summary_table(fake_tables(widths=(16, 48)))  # not doublings: g is still defined
+    growth = S.growth_table(summary).set_index("quantity")
+    assert growth.loc["units", "g"] == pytest.approx(2.0)
+    single = S.growth_table(S.summary_table(fake_tables(widths=(16,))))
+    assert single["g"].isna().all() and single["flag"].str.contains("two widths").all()
 
 
 # --- figures from tables ---------------------------------------------------------------------
@@ -487,21 +506,21 @@ def stage_tables(models):
         seed = axes.get("seed", 0)
         model = random_mlp(sizes=(5, *[width] * depth), classes=3, seed=seed)
         cols = ModelSpec(DataSpec("digits"), "mlp", width, depth, **axes).columns()
-        c = U.analyse_model(model, x, settings={"orders": 2}, columns=cols, seed=seed)
+        c = measure.analyse_model(model, x, settings={"orders": 2}, columns=cols, seed=seed)
         tables.append(c[0])
         curves.append(c[1])
-    summary = U.summary_table(tables)
+    summary = S.summary_table(tables)
     return {
         "curves": pd.concat(curves, ignore_index=True),
         "units": pd.concat(tables, ignore_index=True),
         "summary": summary,
-        "growth": U.growth_table(summary, None),
+        "growth": S.growth_table(summary, None),
     }
 
 
 def draw_all(stage, tmp_path):
     from widthlab.plots import save
-    from widthlab.plots import units as P
+    from widthlab.units import figures as P
 
     figures = {}
     for name, figure in P.FIGURES.items():
@@ -530,7 +549,7 @@ def test_figures_of_a_mixed_grid(tmp_path):
     models = [(w, 1, {"dropout": do}) for do in (0.0, 0.5) for w in (8, 16, 32)]
     models += [(w, 2, {}) for w in (4, 8)]
     stage = stage_tables(models)
-    from widthlab.plots.units import setup_axes
+    from widthlab.units.figures import setup_axes
 
     assert setup_axes(stage["units"]) == ["dropout"]
     legends = draw_all(stage, tmp_path)
@@ -562,7 +581,7 @@ def test_analyse_model_on_identical_copies(rule):
     y = np.arange(50) % 2  # half the labels are the class the net always predicts
     settings = {"orders": 4, "redundancy_rule": rule, "batch_size": 64}
     cols = {"model": "copies", "width": n}
-    table, curves = U.analyse_model(copies_net(n), x, y, settings, cols, seed=3)
+    table, curves = measure.analyse_model(copies_net(n), x, y, settings, cols, seed=3)
     # linspace(0, 1, 7) zeroes 0, 2, 4, 6, … of 12 units; 6 off leaves 6 < 7 on: agreement 1,1,1,0…
     mean = curves[curves.scope == "all"].groupby("fraction")["agreement"].mean()
     np.testing.assert_array_equal(mean.to_numpy(), [1, 1, 1, 0, 0, 0, 0])
@@ -584,41 +603,41 @@ def test_analyse_model_on_identical_copies(rule):
 def test_analyse_model_rejects_bad_settings():
     x = np.zeros((4, 1), dtype=np.float32)
     with pytest.raises(ValueError, match="unknown units settings"):
-        U.analyse_model(copies_net(), x, settings={"order": 3})
+        measure.analyse_model(copies_net(), x, settings={"order": 3})
     with pytest.raises(ValueError, match="at least 2 examples"):
-        U.analyse_model(copies_net(), x[:1])
+        measure.analyse_model(copies_net(), x[:1])
     with pytest.raises(ValueError, match="at least 2 ablation fractions"):
-        U.analyse_model(copies_net(), x, settings={"fractions": 1})
+        measure.analyse_model(copies_net(), x, settings={"fractions": 1})
 
 
 def test_fraction_grid():
-    assert U.fraction_grid(7) == pytest.approx([i / 6 for i in range(7)])
-    assert U.fraction_grid([0.5, 0.0, 1.0, 0.5]) == [0.0, 0.5, 1.0]
+    assert measure.fraction_grid(7) == pytest.approx([i / 6 for i in range(7)])
+    assert measure.fraction_grid([0.5, 0.0, 1.0, 0.5]) == [0.0, 0.5, 1.0]
     for bad in ([0.5], [0.0, 1.5], True):
         with pytest.raises(ValueError):
-            U.fraction_grid(bad)
+            measure.fraction_grid(bad)
 
 
 def test_model_seed_differs_between_model_seeds():
-    assert U.model_seed(0, 1) == U.model_seed(0, 1)
-    assert len({U.model_seed(0, 0), U.model_seed(0, 1), U.model_seed(1, 0)}) == 3
+    assert measure.model_seed(0, 1) == measure.model_seed(0, 1)
+    assert len({measure.model_seed(0, 0), measure.model_seed(0, 1), measure.model_seed(1, 0)}) == 3
 
 
 def test_unit_samples_of_conv_maps_keep_positions_of_their_example():
     torch.manual_seed(0)
     model = TinyCNN(channels=(3, 4)).eval()
     x = np.random.default_rng(0).normal(size=(10, 1, 6, 6)).astype(np.float32)
-    full = U.layer_activations(model, x)
+    full = measure.layer_activations(model, x)
     # enough rows for every position: the same samples as all positions (row order aside)
-    every = U.unit_sample_sets(model, x, max_rows=10 * 36, seed=0, batch_size=4)
+    every = measure.unit_sample_sets(model, x, max_rows=10 * 36, seed=0, batch_size=4)
     for tap, maps in full.items():
         reference = np.moveaxis(maps, 1, -1).reshape(-1, maps.shape[1])
         np.testing.assert_allclose(
             np.sort(every[tap], axis=0), np.sort(reference, axis=0), rtol=1e-6
         )
     # 25 rows for 10 examples: ceil(25 / 10) = 3 distinct positions of each example, in order
-    few = U.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
-    again = U.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
+    few = measure.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
+    again = measure.unit_sample_sets(model, x, max_rows=25, seed=1, batch_size=4)
     for tap, maps in full.items():
         assert few[tap].shape == (30, maps.shape[1])
         np.testing.assert_array_equal(few[tap], again[tap])
@@ -631,7 +650,7 @@ def test_unit_samples_of_conv_maps_keep_positions_of_their_example():
             # each row is a position of example i, and three distinct positions can explain them
             # (ReLU zeros make several positions equal)
             assert any(len(set(c)) == 3 for c in itertools.product(*hits))
-    dense = U.unit_sample_sets(random_mlp(), np.ones((5, 5), np.float32), max_rows=2)
+    dense = measure.unit_sample_sets(random_mlp(), np.ones((5, 5), np.float32), max_rows=2)
     assert dense["hidden1"].shape == (5, 12)  # dense taps keep one row per example
 
 
@@ -640,9 +659,9 @@ def test_unit_samples_of_conv_maps_keep_positions_of_their_example():
 
 def test_model_columns_follow_the_model_spec():
     spec_columns = list(ModelSpec(DataSpec("digits"), "mlp", 8, 1).columns())
-    assert U.model_columns() == spec_columns
-    assert set(U.series_axes()) == set(spec_columns) - {"model", "width", "seed"}
-    assert "weight_decay" in U.factor_axes() and "depth" not in U.factor_axes()
+    assert S.model_columns() == spec_columns
+    assert set(S.series_axes()) == set(spec_columns) - {"model", "width", "seed"}
+    assert "weight_decay" in S.factor_axes() and "depth" not in S.factor_axes()
 
 
 def spec_table(width, prunable_fraction, redundant_fraction, **axes):
@@ -676,95 +695,17 @@ def test_a_new_axis_separates_width_series():
         for seed in (0, 1)
     ]
     tables[-1]["prunable"] *= 2  # the widest dropout model, seed 1, has twice the prunable units
-    summary = U.summary_table(tables)
+    summary = S.summary_table(tables)
     widest = summary[(summary.width == wide) & (summary.quantity == "prunable")]
     np.testing.assert_allclose(widest["normalised"], 1.0)  # normalised within its own series
-    growth = U.growth_table(summary)
+    growth = S.growth_table(summary)
     assert set(growth["dropout"]) == {0.0, 0.5}
     g = growth[growth.quantity == "prunable"].set_index("dropout")["g"]
-    assert g[0.0] == pytest.approx(2.0) and g[0.5] == pytest.approx((2 + (2 + 4) / 2) / 2)
-
-
-def test_verdict_rule():
-    # mean 1.1, sd 0.1, n 3: t(0.975, 2) · 0.1 / √3 = 0.25 → [0.85, 1.35]
-    assert verdict([1.0, 1.1, 1.2], 0.0) == "yes"
-    assert verdict([1.0, 2.0, 3.0], 0.0) == "partly"  # [-0.48, 4.48] reaches 0
-    assert verdict([-1.0, 2.0], 0.0) == "partly"
-    assert verdict([-3.0, -2.0, -1.0], 0.0) == "no"
-    assert verdict([1.5, 1.6, 1.7], 2.0, direction=-1) == "yes"
-    assert verdict([2.5, 1.0], 2.0, direction=-1) == "partly"  # mean 1.75, CI reaches 2
-    assert verdict([2.5, 2.6], 2.0, direction=-1) == "no"
-    assert verdict([5.0], 0.0) == "n/a" and verdict([np.nan, 1.0], 0.0) == "n/a"
-    assert verdict([0.1, 0.11, 0.12], 0.0, direction=0) == "yes"
-    assert verdict([-0.1, -0.11, -0.12], 0.0, direction=0) == "yes"
-    assert verdict([-0.1, 0.1, 0.05], 0.0, direction=0) == "no"
-
-
-def test_headline_on_known_tables():
-    from widthlab.headline import HEADLINE_COLUMNS
-
-    tables = []
-    for seed in (0, 1, 2):
-        for wd in (0.0, 5e-4):
-            for k, w in enumerate((16, 32, 64, 128)):
-                p = 0.2 + 0.1 * k + 0.01 * seed  # +0.1 per doubling
-                r = 0.3 if wd == 0 else 0.1  # weight decay moves redundant units to prunable
-                tables.append(spec_table(w, p, r, weight_decay=wd, seed=seed))
-    summary = U.summary_table(tables)
-    layers = pd.concat(tables, ignore_index=True)
-    table = U.headline(layers, summary)
-    assert list(table.columns) == HEADLINE_COLUMNS
-    assert (table["paper"] == "Casper et al. 2021").all()
-    slope = table.iloc[0]
-    assert slope["value"] == pytest.approx(0.1) and slope["n"] == 6 and slope["holds"] == "yes"
-    g_prunable = table[table.quantity.str.contains("g of prunable")].iloc[0]
-    # prunable count p(W)·W: ratios 2·p(2W)/p(W), averaged over doublings and series
-    expected = np.mean(
-        [
-            np.mean(
-                [2 * (0.3 + s) / (0.2 + s), 2 * (0.4 + s) / (0.3 + s), 2 * (0.5 + s) / (0.4 + s)]
-            )
-            for s in (0.0, 0.01, 0.02)
-            for _ in (0, 1)
-        ]
-    )
-    assert g_prunable["value"] == pytest.approx(expected) and g_prunable["holds"] == "yes"
-    wd = table[table.claim.str.contains("weight decay")].iloc[0]
-    shares = [
-        ((p + 0.0) / (p + 0.1) - p / (p + 0.3))
-        for s in (0.0, 0.01, 0.02)
-        for p in (0.2 + s, 0.3 + s, 0.4 + s, 0.5 + s)
-    ]
-    assert wd["n"] == 12 and wd["value"] == pytest.approx(np.mean(shares))
-    assert wd["holds"] == "yes" and "12 matched pairs" in wd["detail"]
-    assert set(table["holds"]) <= {"yes", "no", "partly", "n/a"}
-
-
-def test_factor_effects_treat_a_missing_value_as_the_baseline_level():
-    tables = [spec_table(w, 0.2, 0.4, seed=s) for w in (16, 32) for s in (0, 1)]
-    tables += [spec_table(w, 0.3, 0.3, variant="aug", seed=s) for w in (16, 32) for s in (0, 1)]
-    tables += [spec_table(16, 0.9, 0.0, variant="aug", seed=5)]  # no partner: not paired
-    layers = pd.concat(tables, ignore_index=True)
-    effects = U.factor_effects(layers, "variant").set_index("measure")
-    assert effects["baseline"].isna().all() and (effects["level"] == "aug").all()
-    assert (effects["pairs"] == 4).all()
-    np.testing.assert_allclose(effects.loc["prunable_fraction", "diffs"], [0.1] * 4)
-    np.testing.assert_allclose(effects.loc["prunable_share", "diffs"], [0.5 - 1 / 3] * 4)
-    table = U.headline(layers, U.summary_table(tables))
-    row = table[table.claim.str.contains("(variant)", regex=False)].iloc[0]
-    assert row["n"] == 4 and row["holds"] == "yes" and "no variant → variant aug" in row["detail"]
-
-
-def test_headline_with_one_seed_and_one_weight_decay_is_honest():
-    tables = [spec_table(w, 0.3, 0.2) for w in (16, 32)]
-    table = U.headline(pd.concat(tables, ignore_index=True), U.summary_table(tables))
-    assert (table["holds"] == "n/a").all()
-    assert table["ci_low"].isna().all()
-    wd = table[table.claim.str.contains("weight decay")].iloc[0]
-    assert wd["n"] == 0 and "single weight decay level" in wd["detail"]
+    # seed 1 of dropout 0.5: log2 counts rise 0, 1, 3 over three widths → slope 1.5; seed 0 ∝ W
+    assert g[0.0] == pytest.approx(2.0) and g[0.5] == pytest.approx(2 ** ((1 + 1.5) / 2))
 
 
 def test_summarise_needs_model_columns_in_curves():
     tables = [spec_table(w, 0.3, 0.2) for w in (16, 32)]
     with pytest.raises(ValueError, match="ablation-curve table 0 lacks the model columns"):
-        U.summarise(tables, [pd.DataFrame({"scope": ["all"]})])
+        S.summarise(tables, [pd.DataFrame({"scope": ["all"]})])

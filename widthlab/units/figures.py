@@ -23,7 +23,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from widthlab.plots import use_style
-from widthlab.units import series_axes
+from widthlab.units.summary import series_axes
 
 QUANTITY_LABELS = {
     "prunable": "prunable",
