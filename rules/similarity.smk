@@ -1,7 +1,7 @@
 # similarity stage (Nguyen, Raghu & Kornblith 2021, CKA and block structure): per model, CKA of
 # every layer pair, PC1 share and linear probes per layer; CKA across configured model pairs;
 # blocks, error patterns, figures and the headline across the grid(s) the stage studies.
-from widthlab.similarity_pairs import check_settings, choose_pairs
+from widthlab.similarity.jobs import check_settings, choose_pairs
 
 SIMILARITY = analysis("similarity")
 SIMILARITY_CATEGORY = "1. Nguyen, Raghu & Kornblith 2021: CKA and block structure"
@@ -9,7 +9,9 @@ SIMILARITY_MODEL_KEYS = ("estimators", "minibatch", "probe", "rbf_threshold")
 try:
     check_settings(SIMILARITY)
     SIMILARITY_MODELS = analysis_models("similarity")
-    SIMILARITY_PAIRS = choose_pairs(SIMILARITY_MODELS, SIMILARITY["pairs"])
+    SIMILARITY_PAIRS = choose_pairs(
+        SIMILARITY_MODELS, SIMILARITY["pairs"], recipes(SIMILARITY_MODELS)
+    )
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 SIMILARITY_PAIRED = list(dict.fromkeys(m for p in SIMILARITY_PAIRS for m in (p.a, p.b)))
@@ -140,6 +142,7 @@ rule similarity_summary:
                 for k in ("width_estimator", "estimators", "blocks", "errors")
             }
         ),
+        recipes=canonical(recipes(SIMILARITY_MODELS)),
     script:
         "../workflow_scripts/similarity_summary.py"
 

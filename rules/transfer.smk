@@ -3,29 +3,12 @@
 # reconstruction and read-outs per layer; an activation atlas per model of the atlas seeds;
 # across the grid, accuracy vs width at matched source accuracy and the headline.
 from widthlab.grid import DataSpec
+from widthlab.transfer import jobs as transfer_jobs
 
 TRANSFER_CATEGORY = "2. Gilboa & Gur-Ari 2019: wider networks learn better features"
 TRANSFER = analysis("transfer")
 # the analyses.transfer keys a per-model job depends on (not grid, enabled or atlas)
-TRANSFER_MODEL_SETTINGS = canonical(
-    {
-        k: TRANSFER[k]
-        for k in (
-            "target_classes",
-            "target_dataset",
-            "shots",
-            "draws",
-            "C",
-            "max_iter",
-            "knn_k",
-            "ridge_alphas",
-            "max_examples",
-            "max_conv_positions",
-            "batch_size",
-            "seed",
-        )
-    }
-)
+TRANSFER_MODEL_SETTINGS = canonical(transfer_jobs.model_settings(TRANSFER))
 # the atlas reads the model for the target images, the random control or feature visualisation
 TRANSFER_ATLAS_TARGET = TRANSFER["atlas"]["images"] == "target"
 TRANSFER_ATLAS_MODEL = TRANSFER_ATLAS_TARGET or any(
@@ -37,11 +20,14 @@ TRANSFER_TARGET = lambda w: PATHS.dataset(
         TRANSFER["target_dataset"] or spec_of(w).data.name, TRANSFER["target_classes"]
     ).id
 )
-TRANSFER_ATLAS_MODELS = [
-    m
-    for m in analysis_models("transfer")
-    if parse_model_id(m).seed in TRANSFER["atlas"]["seeds"]
-]
+TRANSFER_ATLAS_MODELS = transfer_jobs.atlas_models(
+    analysis_models("transfer"),
+    TRANSFER["atlas"]["seeds"],
+    {
+        m: grid_train_settings(MODEL_GRID[m]).get("stop_at_test_acc")
+        for m in analysis_models("transfer")
+    },
+)
 
 
 rule transfer_model:
@@ -145,6 +131,8 @@ rule transfer_summary:
     threads: CPU_THREADS
     resources:
         **summary_job(analysis_models("transfer")),
+    params:
+        recipes=canonical(recipes(analysis_models("transfer"))),
     script:
         "../workflow_scripts/transfer_summary.py"
 

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from widthlab.device import resolve_device
+from widthlab.similarity.settings import PC1_REMOVED_SUFFIX
 
 ESTIMATORS = ("linear", "debiased", "minibatch", "rbf")
-PC1_REMOVED_SUFFIX = "_pc1_removed"
 DEFAULT_MAX_GRAM_BYTES = 2 * 1024**3
 
 ArrayLike = np.ndarray | torch.Tensor

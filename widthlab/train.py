@@ -144,6 +144,9 @@ class TrainConfig:
     max_epochs: int = 150
     min_epochs: int = 1
     until_zero_train_error: bool = True
+    # stop after the first epoch (≥ min_epochs) whose source test accuracy reaches this: models
+    # of every width taken at one declared accuracy (Gilboa & Gur-Ari's "at equal accuracy")
+    stop_at_test_acc: float | None = None
     checkpoint_every_steps: int = 200
     augment: str = "none"
     device: str = "auto"
@@ -948,7 +951,13 @@ def _fit(
                 f"test loss {row_stats['test_loss']:.4f} acc {row_stats['test_acc']:.4f} "
                 f"[{row_stats['seconds']:.1f} s]"
             )
-            reached = cfg.until_zero_train_error and train_errors == 0 and epoch >= cfg.min_epochs
+            reached = epoch >= cfg.min_epochs and (
+                (cfg.until_zero_train_error and train_errors == 0)
+                or (
+                    cfg.stop_at_test_acc is not None
+                    and row_stats["test_acc"] >= cfg.stop_at_test_acc
+                )
+            )
             if reached or epoch == cfg.max_epochs:
                 learner.export(row, models[index])
                 finished[index] = {
@@ -977,6 +986,11 @@ def _fit(
         model.eval()
         last = histories[index][-1]
         train_errors = n - int(round(last["train_acc"] * n))
+        if cfg.stop_at_test_acc is not None and not done["reached"]:
+            log(
+                f"{spec.id}: WARNING: test accuracy {last['test_acc']:.4f} never reached "
+                f"{cfg.stop_at_test_acc} within {cfg.max_epochs} epochs"
+            )
         if cfg.until_zero_train_error and not done["reached"]:
             log(
                 f"{spec.id}: WARNING: {train_errors} training errors left after the cap of "
@@ -995,6 +1009,11 @@ def _fit(
             "test_acc": last["test_acc"],
             "train_errors": train_errors,
             "reached_zero_train_error": train_errors == 0,
+            "reached_test_acc": (
+                None
+                if cfg.stop_at_test_acc is None
+                else bool(last["test_acc"] >= cfg.stop_at_test_acc)
+            ),
             "wall_seconds": last["seconds"],
             **facts[index],
             "device": str(device),

@@ -5,7 +5,7 @@ import pandas as pd
 
 from widthlab.activations import load_layers
 from widthlab.provenance import Job
-from widthlab.similarity import cross_pair_table, limit_threads
+from widthlab.similarity.measure import cross_pair_table, limit_threads
 
 job = Job.from_snakemake(snakemake)
 limit_threads(snakemake.threads)

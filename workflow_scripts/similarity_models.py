@@ -5,7 +5,7 @@ from widthlab.activations import load_layers
 from widthlab.grid import parse_model_id
 from widthlab.io import read_parquet
 from widthlab.provenance import Job
-from widthlab.similarity import limit_threads, model_tables
+from widthlab.similarity.measure import limit_threads, model_tables
 
 job = Job.from_snakemake(snakemake)
 limit_threads(snakemake.threads)

@@ -4,10 +4,11 @@ from the per-model tables, the cross-model table and the predictions."""
 import pandas as pd
 
 from widthlab.io import read_parquet
-from widthlab.plots import similarity as figures
 from widthlab.provenance import Job
-from widthlab.similarity import PC1_REMOVED_SUFFIX, summarise
-from widthlab.similarity_pairs import Pair
+from widthlab.similarity import claims, figures
+from widthlab.similarity.jobs import Pair
+from widthlab.similarity.settings import PC1_REMOVED_SUFFIX
+from widthlab.similarity.summary import summarise
 
 job = Job.from_snakemake(snakemake)
 out, settings = snakemake.output, snakemake.params.settings
@@ -20,6 +21,16 @@ predictions = {
 }
 pairs = [Pair(*p) for p in snakemake.params.pairs]
 tables = summarise(cka, layers, cross, predictions, pairs, settings)
+blocks, errors = settings["blocks"], settings["errors"]
+tables["headline"] = claims.headline(
+    tables["alternatives"],
+    tables["agreement"],
+    tables["classes"],
+    settings["width_estimator"],
+    blocks["min_size"],
+    errors["alpha"],
+    snakemake.params.recipes,
+)
 for name in ("summary", "blocks", "agreement", "classes", "headline"):
     job.write_parquet(tables[name], out[name])
 job.write_parquet(layers, out.layers)

@@ -3,7 +3,8 @@
 from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.provenance import Job
-from widthlab.transfer import AtlasConfig, atlas_activations, atlas_tables, target_atlas_inputs
+from widthlab.transfer.atlas import atlas_activations, atlas_tables, target_atlas_inputs
+from widthlab.transfer.settings import AtlasConfig
 
 job = Job.from_snakemake(snakemake)
 cfg = AtlasConfig.from_dict(snakemake.params.settings)

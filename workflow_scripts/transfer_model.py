@@ -6,12 +6,8 @@ from widthlab.data import load_dataset
 from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job
-from widthlab.transfer import (
-    TransferConfig,
-    class_overlap,
-    source_and_target,
-    transfer_measurements,
-)
+from widthlab.transfer.measure import source_and_target, transfer_measurements
+from widthlab.transfer.settings import TransferConfig, class_overlap
 
 job = Job.from_snakemake(snakemake)
 torch.set_num_threads(max(1, snakemake.threads))

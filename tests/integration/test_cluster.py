@@ -17,7 +17,7 @@ from conftest import REPO
 
 from widthlab import bottleneck_jobs, cost, cost_stages, plan
 from widthlab.grid import MODEL_ID_PATTERN, grids_from_config, parse_model_id
-from widthlab.similarity_pairs import choose_pairs
+from widthlab.similarity.jobs import choose_pairs
 
 pytestmark = pytest.mark.integration
 

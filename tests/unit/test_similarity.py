@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from widthlab import cka as ck
-from widthlab import similarity as sim
+from widthlab.similarity import blocks as B
+from widthlab.similarity import errors as E
+from widthlab.similarity import measure as M
 
 
 @pytest.fixture(scope="module")
@@ -269,9 +271,9 @@ def test_linear_probe_accuracy_separates_signal_from_noise():
     labels = np.repeat(np.arange(4), 60)
     centres = rng.normal(size=(4, 20)) * 3
     x = centres[labels] + rng.normal(size=(240, 20))
-    assert sim.linear_probe_accuracy(x, labels, seed=0) > 0.95
+    assert M.linear_probe_accuracy(x, labels, seed=0) > 0.95
     noise = rng.normal(size=(240, 20))
-    assert sim.linear_probe_accuracy(noise, labels, seed=0) < 0.5
+    assert M.linear_probe_accuracy(noise, labels, seed=0) < 0.5
 
 
 # --- blocks -----------------------------------------------------------------------------------
@@ -284,20 +286,20 @@ def test_find_blocks_on_hand_made_matrix():
     for i in range(11):  # adjacent layers are always similar; that alone is no block
         m[i, i + 1] = m[i + 1, i] = max(m[i, i + 1], 0.93)
     np.fill_diagonal(m, 1.0)
-    blocks = sim.find_blocks(m, threshold=0.9, min_size=2)
+    blocks = B.find_blocks(m, threshold=0.9, min_size=2)
     assert [(b.start, b.end, b.size) for b in blocks] == [(2, 6, 5), (8, 10, 3), (0, 1, 2)]
     assert blocks[0].mean_cka == pytest.approx(0.95)
     assert blocks[1].mean_cka == pytest.approx((0.93 * 2 + 0.92) / 3)  # adjacent pairs 0.93
-    assert [b.size for b in sim.find_blocks(m, threshold=0.9, min_size=3)] == [5, 3]
-    assert [b.size for b in sim.find_blocks(m, threshold=0.94, min_size=3)] == [5]
-    summary = sim.block_summary(
+    assert [b.size for b in B.find_blocks(m, threshold=0.9, min_size=3)] == [5, 3]
+    assert [b.size for b in B.find_blocks(m, threshold=0.94, min_size=3)] == [5]
+    summary = B.block_summary(
         m, 0.9, 3, pc1_shares=np.r_[[0.1] * 2, [0.8] * 5, [0.1], [0.5] * 3, [0.1]]
     )
     assert summary["block_size"] == 5 and summary["block_start"] == 2
     assert summary["n_blocks"] == 2 and summary["block_fraction"] == pytest.approx(8 / 12)
     assert summary["pc1_share_in_blocks"] == pytest.approx((5 * 0.8 + 3 * 0.5) / 8)
     assert summary["pc1_share_outside"] == pytest.approx(0.1)
-    assert sim.block_summary(np.eye(4) * 0.5 + 0.5 * np.eye(4), 0.9, 2)["block_size"] == 0
+    assert B.block_summary(np.eye(4) * 0.5 + 0.5 * np.eye(4), 0.9, 2)["block_size"] == 0
 
 
 def test_blocks_never_overlap():
@@ -305,7 +307,7 @@ def test_blocks_never_overlap():
     m[0:4, 0:4] = 0.95
     m[2:6, 2:6] = 0.95
     np.fill_diagonal(m, 1)
-    blocks = sim.find_blocks(m, 0.9, 2)
+    blocks = B.find_blocks(m, 0.9, 2)
     covered = [i for b in blocks for i in range(b.start, b.end + 1)]
     assert len(covered) == len(set(covered)) and blocks[0].size == 4
 
@@ -318,7 +320,7 @@ def test_benjamini_hochberg_against_hand_computation():
     # sorted: 0.01, 0.03, 0.04, 0.20 → p·m/rank = 0.04, 0.06, 0.0533, 0.20 → cummin from the top
     expected_sorted = [0.04, 0.0533333333, 0.0533333333, 0.20]
     expected = np.array([expected_sorted[0], expected_sorted[2], expected_sorted[1], 0.20])
-    np.testing.assert_allclose(sim.benjamini_hochberg(p), expected, rtol=1e-8)
+    np.testing.assert_allclose(E.benjamini_hochberg(p), expected, rtol=1e-8)
 
 
 def test_per_class_difference_permutation_matches_exact_mcnemar():
@@ -329,20 +331,20 @@ def test_per_class_difference_permutation_matches_exact_mcnemar():
     flip = rng.random(300) < 0.15
     b[flip] = ~b[flip]
     b[:100] &= rng.random(100) < 0.6  # class 0: B much worse
-    perm = sim.per_class_difference(a, b, labels, n_permutations=20000, seed=0)
-    exact = sim.per_class_difference(a, b, labels, method="mcnemar")
+    perm = E.per_class_difference(a, b, labels, n_permutations=20000, seed=0)
+    exact = E.per_class_difference(a, b, labels, method="mcnemar")
     np.testing.assert_allclose(perm["p_value"], exact["p_value"], atol=0.01)
     assert perm.loc[0, "significant"] and perm.loc[0, "diff"] > 0.2
     assert list(perm.columns[:6]) == ["class", "n", "acc_a", "acc_b", "diff", "p_value"]
-    np.testing.assert_allclose(perm["q_value"], sim.benjamini_hochberg(perm["p_value"]))
+    np.testing.assert_allclose(perm["q_value"], E.benjamini_hochberg(perm["p_value"]))
 
 
 def test_per_class_difference_accepts_seed_stacks_and_agreement():
     labels = np.repeat([0, 1], 20)
     a = np.ones((3, 40), dtype=bool)
-    table = sim.per_class_difference(a, a, labels, n_permutations=100)
+    table = E.per_class_difference(a, a, labels, n_permutations=100)
     assert (table["p_value"] == 1).all() and (table["diff"] == 0).all()
-    agree = sim.prediction_agreement([1, 2, 3], [1, 0, 3])
+    agree = E.prediction_agreement([1, 2, 3], [1, 0, 3])
     assert agree.tolist() == [True, False, True]
 
 
@@ -351,16 +353,16 @@ def test_per_class_difference_accepts_seed_stacks_and_agreement():
 
 def test_tables_are_tidy_and_round_trip(model_layers):
     names = [f"h{i}" for i in range(len(model_layers))]
-    table = sim.within_model_table(names, model_layers, ("debiased", "debiased_pc1_removed"))
+    table = M.within_model_table(names, model_layers, ("debiased", "debiased_pc1_removed"))
     assert set(table.columns) == {"layer_i", "layer_j", "name_i", "name_j", "estimator", "cka"}
     assert len(table) == 2 * len(names) ** 2
     np.testing.assert_allclose(
-        sim.matrix_from_table(table, "debiased"), ck.cka_matrix(model_layers), atol=1e-12
+        B.matrix_from_table(table, "debiased"), ck.cka_matrix(model_layers), atol=1e-12
     )
-    cross = sim.cross_model_table(names, model_layers, names[:2], model_layers[:2])
-    assert sim.matrix_from_table(cross, "debiased", ("a", "b")).shape == (4, 2)
+    cross = M.cross_model_table(names, model_layers, names[:2], model_layers[:2])
+    assert B.matrix_from_table(cross, "debiased", ("a", "b")).shape == (4, 2)
     labels = np.repeat(np.arange(3), 40)
-    layers = sim.layer_table(names, model_layers, labels)
+    layers = M.layer_table(names, model_layers, labels)
     assert list(layers.columns) == ["layer", "name", "units", "pc1_share", "probe_accuracy"]
     assert layers["units"].tolist() == [8, 16, 32, 16]
     assert layers["pc1_share"].between(0, 1).all()

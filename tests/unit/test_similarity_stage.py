@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from widthlab import cka as ck
-from widthlab import similarity as sim
 from widthlab.grid import DataSpec, ModelSpec
-from widthlab.headline import HEADLINE_COLUMNS
 from widthlab.model_jobs import job_of, split_into_jobs
-from widthlab.similarity_pairs import Pair, choose_pairs, seed_pairs, wide_vs_deep_pairs
+from widthlab.similarity import blocks as B
+from widthlab.similarity import measure as M
+from widthlab.similarity import summary as S
+from widthlab.similarity.jobs import Pair, choose_pairs, seed_pairs, wide_vs_deep_pairs
 
 DIGITS = DataSpec("digits")
 
@@ -100,7 +101,7 @@ def test_model_tables_lead_with_the_model_columns_and_cover_every_pair():
     layers = [np.maximum(base @ rng.normal(size=(6, w)), 0) for w in (8, 16, 4)]
     spec = ModelSpec(DIGITS, "mlp", 16, 3, seed=3)
     settings = {"estimators": ["debiased", "linear"], "minibatch": {}, "probe": {}}
-    cka, per_layer = sim.model_tables(spec.columns(), ["h1", "h2", "h3"], layers, labels, settings)
+    cka, per_layer = M.model_tables(spec.columns(), ["h1", "h2", "h3"], layers, labels, settings)
     leading = list(spec.columns())
     assert list(cka.columns[: len(leading)]) == leading
     assert list(per_layer.columns[: len(leading)]) == leading
@@ -109,7 +110,7 @@ def test_model_tables_lead_with_the_model_columns_and_cover_every_pair():
     pairs = set(zip(cka["layer_i"], cka["layer_j"], cka["estimator"], strict=True))
     assert pairs == set(itertools.product(range(3), range(3), ["debiased", "linear"]))
     np.testing.assert_allclose(
-        sim.matrix_from_table(cka, "debiased"), ck.cka_matrix(layers), atol=1e-12
+        B.matrix_from_table(cka, "debiased"), ck.cka_matrix(layers), atol=1e-12
     )
     assert per_layer["probe_accuracy"].between(0, 1).all() and len(per_layer) == 3
 
@@ -117,7 +118,7 @@ def test_model_tables_lead_with_the_model_columns_and_cover_every_pair():
 def test_limit_threads_sets_torch_threads():
     before = torch.get_num_threads()
     try:
-        sim.limit_threads(1)
+        M.limit_threads(1)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -175,7 +176,7 @@ def test_block_tables_and_cross_seed_cka_on_hand_made_models():
             for j in range(6)
         ]
     )
-    blocks = sim.blocks_table(cka, ["debiased"], 0.9, 3)
+    blocks = S.blocks_table(cka, ["debiased"], 0.9, 3)
     assert blocks[["model", "start", "end", "size"]].values.tolist() == [
         [s0.id, 2, 5, 4],
         [s1.id, 1, 3, 3],
@@ -183,7 +184,7 @@ def test_block_tables_and_cross_seed_cka_on_hand_made_models():
     assert blocks["mean_cka"].tolist() == pytest.approx([0.95, 0.95])
     assert blocks["start_name"].tolist() == ["h3", "h2"]
 
-    summary = sim.block_summary_table(
+    summary = S.block_summary_table(
         cka, layers, cross, ["debiased", "debiased_pc1_removed"], 0.9, 3, {s0.id: 0.5}
     )
     row = summary[(summary["model"] == s0.id) & (summary["estimator"] == "debiased")].iloc[0]
@@ -222,7 +223,7 @@ def test_agreement_counts_by_hand():
     labels = [0, 1, 2, 3, 0, 1, 2, 3]
     a = predictions(labels, [0, 1, 2, 3, 1, 1, 0, 0])  # wrong at 4, 6, 7
     b = predictions(labels, [0, 1, 2, 0, 1, 2, 0, 3])  # wrong at 3, 4, 5, 6
-    table = sim.agreement_table({"a": a, "b": b}, [Pair("seeds", "a", "b")])
+    table = S.agreement_table({"a": a, "b": b}, [Pair("seeds", "a", "b")])
     row = table.iloc[0]
     assert row["agreement"] == pytest.approx(5 / 8)  # same prediction at 0, 1, 2, 4, 6
     assert row["both_wrong"] == pytest.approx(2 / 8)  # 4 and 6
@@ -231,7 +232,7 @@ def test_agreement_counts_by_hand():
     shuffled = b.copy()
     shuffled["index"] = shuffled["index"][::-1].to_numpy()
     with pytest.raises(ValueError, match="a and b were not probed on the same examples"):
-        sim.agreement_table({"a": a, "b": shuffled}, [Pair("seeds", "a", "b")])
+        S.agreement_table({"a": a, "b": shuffled}, [Pair("seeds", "a", "b")])
 
 
 def test_class_differences_stack_seeds_and_find_the_one_different_class():
@@ -244,103 +245,22 @@ def test_class_differences_stack_seeds_and_find_the_one_different_class():
         wrong[labels == 0] = 1  # deep is always wrong on class 0
         preds[deep] = predictions(labels, wrong)
         pairs.append(Pair("wide_vs_deep", wide, deep))
-    table = sim.class_difference_table(preds, [*pairs, Pair("seeds", *list(preds)[:2])], seed=0)
+    table = S.class_difference_table(preds, [*pairs, Pair("seeds", *list(preds)[:2])], seed=0)
     assert table["comparison"].nunique() == 1 and (table["seeds"] == 2).all()
     assert table["model_a"].iloc[0] == mid(64, 2).removesuffix("-s0")
     cls0 = table[table["class"] == 0].iloc[0]
     assert cls0["diff"] == 1.0 and cls0["significant"] and cls0["p_value"] < 1e-3
     assert (table.loc[table["class"] != 0, "p_value"] == 1).all()
     assert not table.loc[table["class"] != 0, "significant"].any()
-    empty = sim.class_difference_table(preds, [Pair("seeds", *list(preds)[:2])])
+    empty = S.class_difference_table(preds, [Pair("seeds", *list(preds)[:2])])
     assert empty.empty and "q_value" in empty.columns
 
 
 # --- headline ---------------------------------------------------------------------------------
 
 
-def summary_rows(fractions_by_seed, depth=10, n=None):
-    """Hand-made summary rows: block_fraction per width for each seed."""
-    rows = []
-    for seed, fractions in fractions_by_seed.items():
-        for width, fraction in zip((16, 32, 64, 128), fractions, strict=False):
-            spec = ModelSpec(DIGITS, "mlp", width, depth, train_size=n, seed=seed)
-            rows.append(
-                {
-                    **spec.columns(),
-                    "estimator": "debiased",
-                    "n_layers": depth,
-                    "n_blocks": int(fraction > 0),
-                    "block_fraction": fraction,
-                    "pc1_share_in_blocks": np.nan,
-                    "pc1_share_outside": np.nan,
-                    "cross_seed_cka_in_blocks": np.nan,
-                    "cross_seed_cka_outside": np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def empty_errors():
-    return sim.agreement_table({}, []), sim.class_difference_table({}, [])
-
-
-@pytest.mark.parametrize(
-    ("fractions", "verdict", "slope"),
-    [
-        # two seeds, slopes 0.30 and 0.28: t-interval 0.29 ± 12.71 · 0.01 excludes 0
-        ({0: [0.0, 0.3, 0.6, 0.9], 1: [0.1, 0.38, 0.66, 0.94]}, "yes", (0.3 + 0.28) / 2),
-        ({0: [0.9, 0.6, 0.3, 0.0], 1: [0.94, 0.66, 0.38, 0.1]}, "no", -(0.3 + 0.28) / 2),
-        ({0: [0.0, 0.3, 0.6, 0.9], 1: [0.1, 0.3, 0.5, 0.7]}, "partly", (0.3 + 0.2) / 2),
-        ({0: [0.0, 0.3, 0.6, 0.9]}, "partly", 0.3),  # one seed: no interval
-        ({0: [0.0, 0.3, 0.6, 0.9], 1: [0.9, 0.6, 0.3, 0.1]}, "partly", (0.3 - 0.27) / 2),
-    ],
-)
-def test_width_verdict_follows_the_documented_rule(fractions, verdict, slope):
-    table = sim.headline(summary_rows(fractions), *empty_errors(), "debiased", 0.9, 3)
-    assert list(table.columns) == HEADLINE_COLUMNS
-    row = table.iloc[0]
-    assert row["holds"] == verdict
-    assert row["value"] == pytest.approx(slope)  # slope per doubling, by hand
-    assert row["n"] == len(fractions)
-    assert set(table["holds"]) <= {"yes", "no", "partly", "n/a"}
-
-
-def test_headline_says_n_a_without_the_models_a_claim_needs():
-    shallow = summary_rows({0: [0.0, 0.0]}, depth=2)
-    table = sim.headline(shallow, *empty_errors(), "debiased", 0.9, 3)
-    assert (table["holds"] == "n/a").all() and (table["n"] == 0).all()
-    assert table["ci_low"].isna().all()
-
-
-def test_train_size_claim_compares_matched_models():
-    small = summary_rows({0: [0.6, 0.8], 1: [0.5, 0.7]}, n=200)
-    full = summary_rows({0: [0.2, 0.3], 1: [0.1, 0.3]})
-    table = sim.headline(pd.concat([small, full]), *empty_errors(), "debiased", 0.9, 3)
-    row = table[table["quantity"].str.contains("smallest training set")].iloc[0]
-    assert row["value"] == pytest.approx(np.mean([0.4, 0.5, 0.4, 0.4]))  # one per matched pair
-    assert row["holds"] == "yes" and row["n"] == 4
-
-
-def test_agreement_claim_compares_each_pair_with_its_seed_baseline():
-    wide, deep = [mid(64, 2, s) for s in (0, 1)], [mid(16, 4, s) for s in (0, 1)]
-    agreement = pd.DataFrame(
-        [
-            {"kind": "seeds", "model_a": wide[0], "model_b": wide[1], "agreement": 0.96},
-            {"kind": "seeds", "model_a": deep[0], "model_b": deep[1], "agreement": 0.90},
-            {"kind": "wide_vs_deep", "model_a": wide[0], "model_b": deep[0], "agreement": 0.85},
-            {"kind": "wide_vs_deep", "model_a": wide[1], "model_b": deep[1], "agreement": 0.86},
-        ]
-    )
-    _, classes = empty_errors()
-    table = sim.headline(summary_rows({0: [0.0]}), agreement, classes, "debiased", 0.9, 3)
-    row = table[table["quantity"].str.startswith("prediction agreement")].iloc[0]
-    # baseline of each pair: mean of the seed-pair agreements of its two architectures = 0.93
-    assert row["value"] == pytest.approx(np.mean([0.93 - 0.85, 0.93 - 0.86]))
-    assert row["n"] == 2 and row["holds"] == "yes"  # 0.075 ± 12.71 · 0.005 excludes 0
-
-
 def test_settings_errors_name_the_key():
-    from widthlab.similarity_pairs import check_settings
+    from widthlab.similarity.jobs import check_settings
 
     settings = {"width_estimator": "minibatch", "estimators": ["debiased"]}
     with pytest.raises(ValueError, match=r"analyses\.similarity\.estimators: must include"):

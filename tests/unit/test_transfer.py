@@ -3,17 +3,20 @@ invertible and constant layers, scikit-learn's RidgeCV and a brute-force kNN as 
 hand-placed atlas embeddings, exact linear width/source data, and the training run's own
 initialisation."""
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from widthlab import transfer as T
 from widthlab.data import Dataset
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
+from widthlab.stats import verdict_of_row
+from widthlab.transfer import atlas as A
+from widthlab.transfer import claims
+from widthlab.transfer import measure as M
+from widthlab.transfer import settings as TS
+from widthlab.transfer import summary as S
 
 SOURCE = DataSpec("digits", (0, 1, 2, 3, 4))
 
@@ -48,14 +51,14 @@ def _dataset(n_train=60, n_test=30, classes=3, shape=(1, 4, 4), seed=0, name="to
 
 
 def test_target_data_id_is_the_same_dataset_with_the_target_classes():
-    assert T.target_data_id(SOURCE, [5, 6, 7, 8, 9]) == "digits-c56789"
-    assert T.target_data_id("cifar100-c1_2_3", [10, 11]) == "cifar100-c10_11"
+    assert TS.target_data_id(SOURCE, [5, 6, 7, 8, 9]) == "digits-c56789"
+    assert TS.target_data_id("cifar100-c1_2_3", [10, 11]) == "cifar100-c10_11"
 
 
 def test_class_overlap_names_the_shared_classes():
-    assert T.class_overlap(SOURCE, [5, 6]) == []
-    assert T.class_overlap(SOURCE, [4, 5]) == [4]
-    assert T.class_overlap(DataSpec("digits"), [5, 6]) == [5, 6]  # trained on every class
+    assert TS.class_overlap(SOURCE, [5, 6]) == []
+    assert TS.class_overlap(SOURCE, [4, 5]) == [4]
+    assert TS.class_overlap(DataSpec("digits"), [5, 6]) == [5, 6]  # trained on every class
 
 
 @pytest.mark.parametrize(
@@ -70,20 +73,22 @@ def test_class_overlap_names_the_shared_classes():
     ],
 )
 def test_bad_settings_name_their_key(settings, key):
-    with pytest.raises(T.TransferError, match=rf"analyses\.transfer: .*{key}"):
-        T.TransferConfig.from_dict(settings)
+    with pytest.raises(TS.TransferError, match=rf"analyses\.transfer: .*{key}"):
+        TS.TransferConfig.from_dict(settings)
 
 
 def test_config_ignores_keys_of_other_jobs():
-    cfg = T.TransferConfig.from_dict({"grid": "transfer", "enabled": True, "atlas": {}, "draws": 3})
+    cfg = TS.TransferConfig.from_dict(
+        {"grid": "transfer", "enabled": True, "atlas": {}, "draws": 3}
+    )
     assert cfg.draws == 3 and cfg.shots == (10, 100, "all")
 
 
 def test_bad_atlas_settings_name_their_key():
-    with pytest.raises(T.TransferError, match=r"atlas\.embedding"):
-        T.AtlasConfig.from_dict({"embedding": "pca"})
-    with pytest.raises(T.TransferError, match=r"atlas\.grid"):
-        T.AtlasConfig.from_dict({"grid": 0})
+    with pytest.raises(TS.TransferError, match=r"atlas\.embedding"):
+        TS.AtlasConfig.from_dict({"embedding": "pca"})
+    with pytest.raises(TS.TransferError, match=r"atlas\.grid"):
+        TS.AtlasConfig.from_dict({"grid": 0})
 
 
 # --- backbones --------------------------------------------------------------------------------
@@ -106,7 +111,7 @@ def test_initial_model_is_the_initialisation_training_starts_from():
     torch.manual_seed(123)  # whatever state the caller is in
     result = train(spec.with_(weight_decay=0.0), data, cfg, None, log=lambda line: None)
     trained = result[0]
-    initial = T.initial_model(spec, data.in_shape, 5)
+    initial = M.initial_model(spec, data.in_shape, 5)
     for name, value in trained.state_dict().items():
         torch.testing.assert_close(initial.state_dict()[name], value, atol=1e-20, rtol=0)
 
@@ -115,18 +120,18 @@ def test_initial_model_leaves_the_callers_random_state_alone():
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    T.initial_model(_spec(), (1, 4, 4), 5)
+    M.initial_model(_spec(), (1, 4, 4), 5)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
 def test_untrained_twin_differs_from_the_trained_model_but_matches_its_initialisation():
     spec = _spec(width=8)
-    model = T.initial_model(spec, (1, 4, 4), 5)
+    model = M.initial_model(spec, (1, 4, 4), 5)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)  # "training"
-    twin = T.untrained_twin(model, spec)
-    fresh = T.initial_model(spec, (1, 4, 4), 5)
+    twin = M.untrained_twin(model, spec)
+    fresh = M.initial_model(spec, (1, 4, 4), 5)
     for (name, a), b in zip(twin.state_dict().items(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, fresh.state_dict()[name])
         assert not torch.equal(a, b)
@@ -147,15 +152,15 @@ def test_target_images_are_restandardised_into_the_source_space():
     target.x_train = stored(raw_target, mean_t, std_t).astype(np.float32)
     target.x_test = target.x_train[:10]
     target.extras = {"channel_mean": mean_t, "channel_std": std_t}
-    x_train, _ = T.in_source_space(target, source)
+    x_train, _ = M.in_source_space(target, source)
     np.testing.assert_allclose(x_train, stored(raw_target, mean_s, std_s), atol=1e-5)
 
 
 def test_features_pool_and_flatten_conv_maps():
     spec = ModelSpec(SOURCE, "cnn", 3, 2)
-    model = T.initial_model(spec, (1, 8, 8), 5)
+    model = M.initial_model(spec, (1, 8, 8), 5)
     x = np.random.default_rng(0).normal(size=(7, 1, 8, 8)).astype(np.float32)
-    taps, logits = T.features(model, x, batch_size=3, max_conv_positions=4)
+    taps, logits = M.features(model, x, batch_size=3, max_conv_positions=4)
     assert logits.shape == (7, 5)
     assert taps["conv1"].shape == (7, 3 * 4)  # 8×8 pooled to 2×2
     assert taps["pool"].shape == (7, 3)
@@ -178,10 +183,10 @@ def test_fine_tuning_on_a_linear_map_of_the_labels_is_perfect():
     y_train, y_test = rng.integers(0, 4, 200), rng.integers(0, 4, 100)
     h_train = _label_features(y_train, mixing, seed=2)
     h_test = _label_features(y_test, mixing, seed=3)
-    train_acc, test_acc = T.linear_head(h_train, y_train, h_test, y_test)
+    train_acc, test_acc = M.linear_head(h_train, y_train, h_test, y_test)
     assert train_acc == 1.0 and test_acc == 1.0
-    cfg = T.TransferConfig(shots=(2, "all"), draws=3)
-    rows = pd.DataFrame(T.finetune_rows(h_train, y_train, h_test, y_test, cfg))
+    cfg = TS.TransferConfig(shots=(2, "all"), draws=3)
+    rows = pd.DataFrame(M.finetune_rows(h_train, y_train, h_test, y_test, cfg))
     accuracy = rows[rows["measure"] == "target_acc"]
     assert (accuracy["value"] > 0.99).all()
     assert sorted(accuracy["examples"]) == [8, 8, 8, 200]  # 3 draws of 2 × 4, then all once
@@ -190,14 +195,14 @@ def test_fine_tuning_on_a_linear_map_of_the_labels_is_perfect():
 def test_fine_tuning_on_features_unrelated_to_the_labels_is_at_chance():
     rng = np.random.default_rng(0)
     y_train, y_test = rng.integers(0, 4, 400), rng.integers(0, 4, 2000)
-    _, test_acc = T.linear_head(
+    _, test_acc = M.linear_head(
         rng.normal(size=(400, 10)), y_train, rng.normal(size=(2000, 10)), y_test
     )
     assert abs(test_acc - 0.25) < 0.05
 
 
 def test_a_single_class_training_set_predicts_that_class():
-    assert T.linear_head(
+    assert M.linear_head(
         np.ones((5, 3)), np.zeros(5, int), np.ones((4, 3)), np.array([0, 0, 1, 0])
     ) == (
         1.0,
@@ -207,26 +212,26 @@ def test_a_single_class_training_set_predicts_that_class():
 
 def test_few_shot_draws_take_exactly_shots_per_class_and_are_reproducible():
     labels = np.repeat(np.arange(3), [20, 30, 25])
-    first = T.few_shot_indices(labels, 5, draw=0, seed=0)
+    first = M.few_shot_indices(labels, 5, draw=0, seed=0)
     assert np.bincount(labels[first]).tolist() == [5, 5, 5]
     assert len(set(first)) == 15
-    np.testing.assert_array_equal(first, T.few_shot_indices(labels, 5, draw=0, seed=0))
-    assert not np.array_equal(first, T.few_shot_indices(labels, 5, draw=1, seed=0))
-    np.testing.assert_array_equal(T.few_shot_indices(labels, "all", 0), np.arange(75))
-    np.testing.assert_array_equal(T.few_shot_indices(labels, 30, 0), np.arange(75))
-    assert T.covers_all(labels, 30) and not T.covers_all(labels, 29)
+    np.testing.assert_array_equal(first, M.few_shot_indices(labels, 5, draw=0, seed=0))
+    assert not np.array_equal(first, M.few_shot_indices(labels, 5, draw=1, seed=0))
+    np.testing.assert_array_equal(M.few_shot_indices(labels, "all", 0), np.arange(75))
+    np.testing.assert_array_equal(M.few_shot_indices(labels, 30, 0), np.arange(75))
+    assert M.covers_all(labels, 30) and not M.covers_all(labels, 29)
 
 
 def test_standardise_scales_the_layer_by_one_number():
     rng = np.random.default_rng(0)
     train = rng.normal(size=(50, 4)) * np.array([1.0, 2.0, 0.0, 3.0]) + 5
-    scaled, other = T.standardise(train, train[:3])
+    scaled, other = M.standardise(train, train[:3])
     np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(scaled.var(axis=0).mean(), 1.0)
     ratio = scaled.std(axis=0)[[0, 1, 3]] / train.std(axis=0)[[0, 1, 3]]
     np.testing.assert_allclose(ratio, ratio[0])  # relative scales kept
     np.testing.assert_allclose(other, scaled[:3])
-    (constant,) = T.standardise(np.full((5, 2), 3.0))
+    (constant,) = M.standardise(np.full((5, 2), 3.0))
     np.testing.assert_array_equal(constant, 0.0)
 
 
@@ -237,7 +242,7 @@ def test_thin_svd_reconstructs_tall_and_wide_matrices():
     rng = np.random.default_rng(0)
     for shape in ((30, 8), (8, 30)):
         x = torch.as_tensor(rng.normal(size=shape))
-        u, s, vh = T.thin_svd(x)
+        u, s, vh = M.thin_svd(x)
         torch.testing.assert_close(u @ torch.diag(s) @ vh, x)
         torch.testing.assert_close(u.T @ u, torch.eye(len(s), dtype=x.dtype))
         np.testing.assert_allclose(s.numpy(), np.linalg.svd(x.numpy(), compute_uv=False))
@@ -247,7 +252,7 @@ def test_reconstruction_from_an_invertible_linear_layer_is_exact():
     rng = np.random.default_rng(0)
     x_train, x_test = rng.normal(size=(200, 10)), rng.normal(size=(100, 10))
     mixing = rng.normal(size=(10, 10))  # invertible with probability 1
-    result = T.ridge_loo(x_train @ mixing, x_train, x_test @ mixing, x_test)
+    result = M.ridge_loo(x_train @ mixing, x_train, x_test @ mixing, x_test)
     assert result["recon_r2"] > 0.9999
     assert result["recon_mse"] < 1e-4
 
@@ -255,7 +260,7 @@ def test_reconstruction_from_an_invertible_linear_layer_is_exact():
 def test_reconstruction_from_a_constant_layer_explains_nothing():
     rng = np.random.default_rng(0)
     x_train, x_test = rng.normal(size=(200, 10)), rng.normal(size=(100, 10))
-    result = T.ridge_loo(np.ones((200, 6)), x_train, np.ones((100, 6)), x_test)
+    result = M.ridge_loo(np.ones((200, 6)), x_train, np.ones((100, 6)), x_test)
     assert abs(result["recon_r2"]) < 0.05
     # the prediction is the training mean: MSE = test variance + squared mean shift
     expected = ((x_test - x_train.mean(axis=0)) ** 2).mean()
@@ -271,8 +276,8 @@ def test_ridge_matches_scikit_learn_ridgecv_with_leave_one_out():
     for n, d in ((80, 20), (25, 40)):  # tall and wide feature matrices
         h = rng.normal(size=(n + 50, d))
         x = h[:, :5] @ rng.normal(size=(5, 7)) + 2.0 * rng.normal(size=(n + 50, 7))
-        ours = T.ridge_loo(h[:n], x[:n], h[n:], x[n:], alphas)
-        h_train, h_test = T.standardise(h[:n], h[n:])
+        ours = M.ridge_loo(h[:n], x[:n], h[n:], x[n:], alphas)
+        h_train, h_test = M.standardise(h[:n], h[n:])
         reference = RidgeCV(alphas=alphas).fit(h_train, x[:n])  # efficient LOO, mean over outputs
         assert ours["alpha"] == reference.alpha_
         prediction = Ridge(alpha=reference.alpha_).fit(h_train, x[:n]).predict(h_test)
@@ -288,7 +293,7 @@ def test_knn_matches_a_brute_force_vote():
     distances = ((h_test[:, None] - h_train[None]) ** 2).sum(-1)
     nearest = np.argsort(distances, axis=1)[:, :5]
     votes = np.array([np.bincount(y_train[row], minlength=3).argmax() for row in nearest])
-    assert T.knn_accuracy(h_train, y_train, h_test, y_test, 5) == pytest.approx(
+    assert M.knn_accuracy(h_train, y_train, h_test, y_test, 5) == pytest.approx(
         np.mean(votes == y_test)
     )
 
@@ -296,14 +301,14 @@ def test_knn_matches_a_brute_force_vote():
 def test_per_model_table_is_tidy_with_both_backbones():
     source, target = _dataset(classes=5, seed=0), _dataset(classes=3, seed=1)
     spec = _spec(width=8, depth=2)
-    model = T.initial_model(spec, source.in_shape, 5)
+    model = M.initial_model(spec, source.in_shape, 5)
     with torch.no_grad():
         model.head.weight.mul_(3.0)  # differs from its initialisation
-    s, t = T.source_and_target(source, target)
-    cfg = T.TransferConfig(shots=(2, "all"), draws=2)
-    table = T.transfer_measurements(model, spec, s, t, cfg)
+    s, t = M.source_and_target(source, target)
+    cfg = TS.TransferConfig(shots=(2, "all"), draws=2)
+    table = M.transfer_measurements(model, spec, s, t, cfg)
     assert list(table.columns[: len(spec.columns())]) == list(spec.columns())
-    assert list(table.columns[len(spec.columns()) :]) == T.TABLE_COLUMNS
+    assert list(table.columns[len(spec.columns()) :]) == TS.TABLE_COLUMNS
     assert set(table["backbone"]) == {"trained", "random"}
     trained_source = table.query("backbone == 'trained' and measure == 'source_acc'")["value"]
     with torch.no_grad():
@@ -326,9 +331,9 @@ def test_grid_assignment_covers_every_example_exactly_once():
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(500, 2))
     emb[0] = emb.max(axis=0)  # a point on the upper corner
-    cx, cy = T.grid_cells(emb, 7)
+    cx, cy = A.grid_cells(emb, 7)
     assert cx.min() >= 0 and cy.min() >= 0 and cx.max() == 6 and cy.max() == 6
-    cells, _ = T.atlas_cells(emb, rng.integers(0, 3, 500), rng.normal(size=(500, 1, 2, 2)), 7)
+    cells, _ = A.atlas_cells(emb, rng.integers(0, 3, 500), rng.normal(size=(500, 1, 2, 2)), 7)
     assert cells["count"].sum() == 500
     assert not cells.duplicated(["cell_x", "cell_y"]).any()
 
@@ -337,7 +342,7 @@ def test_hand_placed_points_land_in_their_cells_with_their_purity_and_mean_image
     emb = np.array([[0.0, 0.0], [0.1, 0.2], [0.9, 0.9], [1.0, 1.0], [0.6, 0.1]])
     labels = np.array([0, 0, 1, 2, 1])
     images = np.arange(5 * 4, dtype=float).reshape(5, 1, 2, 2)
-    cells, means = T.atlas_cells(emb, labels, images, 2, activations=np.eye(5))
+    cells, means = A.atlas_cells(emb, labels, images, 2, activations=np.eye(5))
     cells = cells.set_index(["cell_x", "cell_y"])
     assert cells.loc[(0, 0), "count"] == 2 and cells.loc[(0, 0), "purity"] == 1.0
     assert cells.loc[(1, 1), "count"] == 2 and cells.loc[(1, 1), "purity"] == 0.5
@@ -347,17 +352,17 @@ def test_hand_placed_points_land_in_their_cells_with_their_purity_and_mean_image
 
 
 def test_degenerate_embeddings_are_errors():
-    with pytest.raises(T.TransferError, match="n × 2"):
-        T.grid_cells(np.array([[0.0, np.nan]]), 3)
-    with pytest.raises(T.TransferError, match="at least 3"):
-        T.embed_2d(np.ones((2, 4)))
+    with pytest.raises(TS.TransferError, match="n × 2"):
+        A.grid_cells(np.array([[0.0, np.nan]]), 3)
+    with pytest.raises(TS.TransferError, match="at least 3"):
+        A.embed_2d(np.ones((2, 4)))
 
 
 def test_resolve_layer_names_the_key_on_a_bad_layer():
-    assert T.resolve_layer(["h1", "h2"], "last") == "h2"
-    assert T.resolve_layer(["h1", "h2"], "h1") == "h1"
-    with pytest.raises(T.TransferError, match=r"atlas\.layer.*'h9'.*\['h1', 'h2'\]"):
-        T.resolve_layer(["h1", "h2"], "h9")
+    assert A.resolve_layer(["h1", "h2"], "last") == "h2"
+    assert A.resolve_layer(["h1", "h2"], "h1") == "h1"
+    with pytest.raises(TS.TransferError, match=r"atlas\.layer.*'h9'.*\['h1', 'h2'\]"):
+        A.resolve_layer(["h1", "h2"], "h9")
 
 
 def test_atlas_table_of_separated_clusters_is_pure():
@@ -365,11 +370,11 @@ def test_atlas_table_of_separated_clusters_is_pure():
     labels = np.repeat(np.arange(3), 30)
     acts = np.eye(3)[labels] * 20 + rng.normal(size=(90, 3))
     images = rng.normal(size=(90, 1, 3, 3))
-    cfg = T.AtlasConfig(
+    cfg = TS.AtlasConfig(
         grid=4, perplexity=10, embedding="tsne", feature_visualisation=True, steps=5
     )
-    model = T.initial_model(_spec(width=3, depth=1), (1, 3, 3), 5)
-    table = T.atlas_table(_spec(), acts, labels, images, "h1", cfg, ["a", "b", "c"], model)
+    model = M.initial_model(_spec(width=3, depth=1), (1, 3, 3), 5)
+    table = A.atlas_table(_spec(), acts, labels, images, "h1", cfg, ["a", "b", "c"], model)
     assert table["count"].sum() == 90
     assert np.average(table["purity"], weights=table["count"]) > 0.95
     assert table[["image_channels", "image_height", "image_width"]].iloc[0].tolist() == [1, 3, 3]
@@ -380,48 +385,48 @@ def test_atlas_table_of_separated_clusters_is_pure():
 def test_target_atlas_inputs_are_the_target_test_split_through_the_model():
     source, target = _dataset(classes=5, seed=0), _dataset(classes=3, seed=1)
     target.class_names = ["x", "y", "z"]
-    model = T.initial_model(_spec(width=6, depth=2), source.in_shape, 5)
-    layer, acts, labels, images, names = T.target_atlas_inputs(model, source, target, "last")
+    model = M.initial_model(_spec(width=6, depth=2), source.in_shape, 5)
+    layer, acts, labels, images, names = A.target_atlas_inputs(model, source, target, "last")
     assert layer == "h2" and names == ["x", "y", "z"]
     np.testing.assert_array_equal(labels, target.y_test)
     with torch.no_grad():
         _, taps = model(torch.as_tensor(images), return_taps=True)
     np.testing.assert_allclose(acts, taps["h2"].numpy(), atol=1e-6)
-    with pytest.raises(T.TransferError, match=r"atlas\.images"):
-        T.AtlasConfig(images="both")
+    with pytest.raises(TS.TransferError, match=r"atlas\.images"):
+        TS.AtlasConfig(images="both")
 
 
 def test_the_random_control_atlas_is_made_of_the_untrained_twin():
     rng = np.random.default_rng(0)
     spec = _spec(width=6, depth=1)
-    model = T.initial_model(spec, (1, 3, 3), 5)
+    model = M.initial_model(spec, (1, 3, 3), 5)
     with torch.no_grad():
         model.blocks["h1"][1].weight.mul_(-1.0)  # "trained": differs from its initialisation
     images = rng.normal(size=(30, 1, 3, 3)).astype(np.float32)
     labels = np.arange(30) % 3
-    trained_acts = T.features(model, images)[0]["h1"]
-    cfg = T.AtlasConfig(grid=3, perplexity=5, embedding="tsne")
-    both = T.atlas_tables(spec, trained_acts, labels, images, "h1", cfg, model=model)
+    trained_acts = M.features(model, images)[0]["h1"]
+    cfg = TS.AtlasConfig(grid=3, perplexity=5, embedding="tsne")
+    both = A.atlas_tables(spec, trained_acts, labels, images, "h1", cfg, model=model)
     assert set(both["backbone"]) == {"trained", "random"}
     assert (both.groupby("backbone")["count"].sum() == 30).all()
-    random_acts = T.features(T.initial_model(spec, (1, 3, 3), 5), images)[0]["h1"]
-    alone = T.atlas_table(spec, random_acts, labels, images, "h1", cfg)
+    random_acts = M.features(M.initial_model(spec, (1, 3, 3), 5), images)[0]["h1"]
+    alone = A.atlas_table(spec, random_acts, labels, images, "h1", cfg)
     pd.testing.assert_frame_equal(
         both[both["backbone"] == "random"].drop(columns="backbone").reset_index(drop=True),
         alone.drop(columns="backbone"),
     )
-    with pytest.raises(T.TransferError, match="random_control needs the model"):
-        T.atlas_tables(spec, trained_acts, labels, images, "h1", cfg)
+    with pytest.raises(TS.TransferError, match="random_control needs the model"):
+        A.atlas_tables(spec, trained_acts, labels, images, "h1", cfg)
 
 
 def test_feature_visualisation_matches_a_reachable_activation():
     torch.manual_seed(0)
-    model = T.initial_model(_spec(width=6, depth=1), (1, 2, 2), 5)
+    model = M.initial_model(_spec(width=6, depth=1), (1, 2, 2), 5)
     x_goal = torch.randn(2, 1, 2, 2)
     with torch.no_grad():
         _, taps = model(x_goal, return_taps=True)
     goal = taps["h1"].numpy()
-    x = T.feature_visualisation(model, "h1", goal, (1, 2, 2), steps=400, lr=0.05, l2=0.0)
+    x = A.feature_visualisation(model, "h1", goal, (1, 2, 2), steps=400, lr=0.05, l2=0.0)
     with torch.no_grad():
         _, reached = model(torch.as_tensor(x).view(2, 1, 2, 2), return_taps=True)
     error = ((reached["h1"].numpy() - goal) ** 2).sum(1) / (goal**2).sum(1)
@@ -433,45 +438,11 @@ def test_feature_visualisation_matches_a_reachable_activation():
 
 def test_slopes_are_per_width_doubling():
     frame = pd.DataFrame({"width": [16, 32, 64], "depth": 2, "seed": 0, "v": [0.5, 0.6, 0.7]})
-    assert T.slope(np.log2(frame["width"]), frame["v"]) == pytest.approx(0.1)
-    assert T.seed_slopes(frame, "v")["slope"].item() == pytest.approx(0.1)
-    assert math.isnan(T.slope([1, 1], [0, 1]))
+    assert S.seed_slopes(frame, "v")["slope"].item() == pytest.approx(0.1)
+    assert S.seed_slopes(frame.assign(width=16), "v")["slope"].isna().all()
 
 
-def test_matched_slope_removes_a_width_effect_that_goes_through_source_accuracy():
-    rng = np.random.default_rng(0)
-    width = np.repeat([16, 32, 64, 128], 5)
-    source = 0.8 + 0.03 * np.log2(width) + 0.01 * rng.normal(size=20)
-    confounded = pd.DataFrame({"width": width, "source_acc": source, "target_acc": 2.0 * source})
-    assert T.slope(np.log2(width), confounded["target_acc"]) > 0.05  # naive slope is positive
-    matched = T.matched_slope(confounded, "target_acc")
-    assert matched["coef"] == pytest.approx(0.0, abs=1e-10)
-    assert matched["source_coef"] == pytest.approx(2.0)
-    real = confounded.assign(
-        target_acc=2.0 * source + 0.02 * np.log2(width) + 1e-3 * rng.normal(size=20)
-    )
-    matched = T.matched_slope(real, "target_acc")
-    assert matched["ci_low"] < 0.02 < matched["ci_high"]
-    assert matched["ci_low"] > 0 and matched["n"] == 20
-
-
-def test_matched_slope_falls_back_to_the_plain_slope_without_an_interval():
-    two = pd.DataFrame({"width": [16, 32], "source_acc": [0.9, 0.95], "v": [0.5, 0.6]})
-    matched = T.matched_slope(two, "v")
-    assert matched["coef"] == pytest.approx(0.1) and math.isnan(matched["ci_low"])
-    flat = pd.DataFrame({"width": [16, 32, 64, 128], "source_acc": 0.9, "v": [0.5, 0.6, 0.7, 0.8]})
-    assert T.matched_slope(flat, "v")["coef"] == pytest.approx(0.1)
-
-
-def test_verdict_rule():
-    assert T.verdict(0.1, 0.05, 0.2) == "yes"
-    assert T.verdict(0.1, -0.05, 0.2) == "partly"
-    assert T.verdict(0.1, math.nan, math.nan) == "partly"
-    assert T.verdict(-0.1, -0.2, -0.05) == "no"
-    assert T.verdict(math.nan, math.nan, math.nan) == "n/a"
-
-
-def _synthetic_tables(seeds=(0, 1, 2), widths=(16, 32, 64, 128)):
+def _synthetic_tables(seeds=(0, 1, 2), widths=(16, 32, 64, 128), random_base=0.6):
     """Per-model tables where trained target accuracy rises with width by construction."""
     rng = np.random.default_rng(0)
     tables = []
@@ -480,7 +451,7 @@ def _synthetic_tables(seeds=(0, 1, 2), widths=(16, 32, 64, 128)):
             spec = _spec(width=width, seed=seed)
             step = np.log2(width) - 4
             rows = []
-            for backbone, base, rise in (("trained", 0.8, 0.03), ("random", 0.6, 0.02)):
+            for backbone, base, rise in (("trained", 0.8, 0.03), ("random", random_base, 0.02)):
                 noise = 0.002 * rng.normal()
                 rows.append(
                     {
@@ -518,14 +489,14 @@ def _synthetic_tables(seeds=(0, 1, 2), widths=(16, 32, 64, 128)):
                                 "value": value + noise,
                             }
                         )
-            frame = pd.DataFrame(rows).reindex(columns=T.TABLE_COLUMNS)
-            tables.append(T.with_model_columns(frame, spec))
+            frame = pd.DataFrame(rows).reindex(columns=TS.TABLE_COLUMNS)
+            tables.append(M.with_model_columns(frame, spec))
     return tables
 
 
 def test_summary_and_headline_follow_the_contract():
-    out = T.summarise(_synthetic_tables())
-    summary, gaps, headline = out["summary"], out["gaps"], out["headline"]
+    out = S.summarise(_synthetic_tables())
+    summary, gaps, headline = out["summary"], out["gaps"], claims.headline(out)
     assert len(summary) == 3 * 4 * 2 * 2
     assert set(summary.query("shots == '10'")["draws"]) == {2}
     np.testing.assert_allclose(gaps["gap"], gaps["trained_acc"] - gaps["random_acc"])
@@ -547,18 +518,57 @@ def test_summary_and_headline_follow_the_contract():
     )
 
 
-def test_one_seed_gives_nan_intervals_and_no_yes():
-    headline = T.summarise(_synthetic_tables(seeds=(0,)))["headline"]
-    slopes = headline[headline["estimator"].str.startswith("OLS slope")]
-    assert slopes["ci_low"].isna().all()
-    assert "yes" not in set(slopes["holds"])
+def test_two_seeds_give_no_verdict():
+    headline = claims.headline(S.summarise(_synthetic_tables(seeds=(0, 1))))
+    measured = headline[headline["n"] > 0]
+    assert len(measured) and (measured["holds"] == "n/a").all()
+    assert measured["reason"].str.startswith("too few seeds").all()
+    for _, row in headline.iterrows():
+        assert row["holds"] == verdict_of_row(row)
+
+
+def recipes_of(tables, stop=None):
+    """Every model trained with one recipe, taken at source accuracy ``stop`` (None: fully)."""
+    key = "lr=0.05;stop_at_test_acc=" + ("null" if stop is None else str(stop))
+    return {m: key for t in tables for m in t["model"]}
+
+
+def test_equal_source_accuracy_rows_read_only_models_taken_at_the_declared_accuracy():
+    tables = _synthetic_tables()
+    out = S.summarise(tables)
+    fully = claims.headline(out, recipes_of(tables))
+    matched_claim = "at equal source test accuracy"
+    row = fully[fully["claim"].str.contains(matched_claim)].iloc[0]
+    assert row["holds"] == "n/a" and "stop_at_test_acc" in row["reason"]
+    assert fully.iloc[0]["holds"] == "yes"  # the plain claim reads the fully trained models
+    # every model stopped at source accuracy ≥ 0.95 (the synthetic models have 0.99)
+    at_accuracy = claims.headline(out, recipes_of(tables, 0.95))
+    row = at_accuracy[at_accuracy["claim"].str.contains(matched_claim)].iloc[0]
+    assert row["holds"] == "yes" and row["value"] == pytest.approx(0.03, abs=2e-3)
+    assert "≥ 0.95" in row["detail"]
+    info = at_accuracy[at_accuracy["claim"].str.contains("information about the input")].iloc[0]
+    assert info["holds"] == "yes" and info["value"] == pytest.approx(0.05, abs=2e-3)
+    # a model that never reached the declared accuracy is left out
+    assert (
+        claims.headline(out, recipes_of(tables, 0.999))[
+            lambda h: h["claim"].str.contains(matched_claim)
+        ].iloc[0]["holds"]
+        == "n/a"
+    )
+
+
+def test_random_features_at_the_ceiling_make_the_gap_rows_n_a():
+    headline = claims.headline(S.summarise(_synthetic_tables(random_base=0.95)))
+    for text in ("better than random features", "gap grows"):
+        row = headline[headline["claim"].str.contains(text)].iloc[0]
+        assert row["holds"] == "n/a" and row["reason"].startswith("ceiling")
 
 
 def test_summary_rejects_tables_of_another_stage():
-    with pytest.raises(T.TransferError, match="lack the columns"):
-        T.summarise([pd.DataFrame({"model": ["m"], "width": [1]})])
-    with pytest.raises(T.TransferError, match="at least one"):
-        T.summarise([])
+    with pytest.raises(TS.TransferError, match="lack the columns"):
+        S.summarise([pd.DataFrame({"model": ["m"], "width": [1]})])
+    with pytest.raises(TS.TransferError, match="at least one"):
+        S.summarise([])
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -567,21 +577,21 @@ def test_summary_rejects_tables_of_another_stage():
 def test_figures_draw_from_the_tables():
     import matplotlib.pyplot as plt
 
-    from widthlab.plots import transfer as figures
+    from widthlab.transfer import figures
 
-    out = T.summarise(_synthetic_tables(seeds=(0, 1)))
+    out = S.summarise(_synthetic_tables(seeds=(0, 1)))
     rng = np.random.default_rng(0)
     atlases = []
     for width in (16, 32):
         labels = rng.integers(0, 3, 40)
         atlases.append(
-            T.atlas_table(
+            A.atlas_table(
                 _spec(width=width),
                 rng.normal(size=(40, 5)),
                 labels,
                 rng.normal(size=(40, 1, 2, 2)),
                 "h2",
-                T.AtlasConfig(grid=3, perplexity=5),
+                TS.AtlasConfig(grid=3, perplexity=5),
             )
         )
     out["atlas"] = pd.concat(atlases, ignore_index=True)
@@ -595,7 +605,7 @@ def test_figures_draw_from_the_tables():
 def test_atlas_canvas_frames_each_tile_in_its_purity_colour():
     import matplotlib.pyplot as plt
 
-    from widthlab.plots.transfer import atlas_canvas
+    from widthlab.transfer.figures import atlas_canvas
 
     cells = pd.DataFrame(
         {

@@ -43,10 +43,10 @@ def _without(spec: ModelSpec, *axes: str) -> tuple:
     return tuple((k, v) for k, v in spec.columns().items() if k not in ("model", *axes))
 
 
-def seed_pairs(specs: Sequence[ModelSpec]) -> list[Pair]:
+def seed_pairs(specs: Sequence[ModelSpec], recipes: Mapping[str, str] | None = None) -> list[Pair]:
     groups: dict[tuple, list[ModelSpec]] = defaultdict(list)
     for spec in specs:
-        groups[_without(spec, "seed")].append(spec)
+        groups[(_without(spec, "seed"), (recipes or {}).get(spec.id))].append(spec)
     pairs = []
     for members in groups.values():
         members = sorted(members, key=lambda s: s.seed)
@@ -55,10 +55,15 @@ def seed_pairs(specs: Sequence[ModelSpec]) -> list[Pair]:
     return pairs
 
 
-def wide_vs_deep_pairs(specs: Sequence[ModelSpec], max_parameter_ratio: float) -> list[Pair]:
+def wide_vs_deep_pairs(
+    specs: Sequence[ModelSpec],
+    max_parameter_ratio: float,
+    recipes: Mapping[str, str] | None = None,
+) -> list[Pair]:
     families: dict[tuple, list[ModelSpec]] = defaultdict(list)
     for spec in specs:
-        families[_without(spec, "width", "depth")].append(spec)
+        # a family shares its training recipe too: wide vs deep must not also be SGD vs Adam
+        families[(_without(spec, "width", "depth"), (recipes or {}).get(spec.id))].append(spec)
     pairs = []
     for members in families.values():
         shallowest = min(s.depth for s in members)
@@ -77,16 +82,21 @@ def wide_vs_deep_pairs(specs: Sequence[ModelSpec], max_parameter_ratio: float) -
     return pairs
 
 
-def choose_pairs(model_ids: Iterable[str], settings: Mapping) -> list[Pair]:
+def choose_pairs(
+    model_ids: Iterable[str], settings: Mapping, recipes: Mapping[str, str] | None = None
+) -> list[Pair]:
     """The configured pairs among ``model_ids`` (``settings`` = ``analyses.similarity.pairs``),
-    seed pairs first, then wide-vs-deep, then explicit; no pair twice."""
+    seed pairs first, then wide-vs-deep, then explicit; no pair twice. With ``recipes`` (model
+    id → training recipe, :mod:`widthlab.recipe`) seed and wide-vs-deep pairs stay inside one
+    recipe, so a comparison never mixes the named factor with the optimizer."""
     ids = list(dict.fromkeys(model_ids))
     specs = [parse_model_id(mid) for mid in ids]
     pairs: list[Pair] = []
     if settings.get("seeds", True):
-        pairs += seed_pairs(specs)
+        pairs += seed_pairs(specs, recipes)
     if settings.get("wide_vs_deep", True):
-        pairs += wide_vs_deep_pairs(specs, float(settings.get("max_parameter_ratio", 2.0)))
+        ratio = float(settings.get("max_parameter_ratio", 2.0))
+        pairs += wide_vs_deep_pairs(specs, ratio, recipes)
     for entry in settings.get("explicit", []):
         if len(entry) != 2:
             raise ValueError(

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from widthlab.plots import placeholder, use_style
+from widthlab.plots import placeholder, use_style, width_lines
 
 
 def _size_label(value) -> str:
@@ -269,23 +269,14 @@ def estimator_comparison(cross: pd.DataFrame):
         return placeholder("Cross-seed CKA by estimator", "no seed pairs (needs ≥ 2 seeds)")
     data["width"] = data["model_a"].str.extract(r"-w(\d+)-")[0].astype(int)
     data["depth"] = data["model_a"].str.extract(r"-d(\d+)-")[0].astype(int)
-    grid = sns.relplot(
-        data=data,
-        x="width",
-        y="cka",
+    grid = width_lines(
+        data,
+        "cka",
+        "Cross-seed CKA by estimator",
         hue="estimator",
         style="estimator",
         col="depth",
-        kind="line",
-        marker="o",
-        errorbar=("pi", 100),
-        height=2.6,
         aspect=1.1,
     )
-    grid.set(xscale="log", ylabel="CKA, same layer, two seeds")
-    for ax in grid.axes.flat:
-        ax.set_xticks(sorted(data["width"].unique()))
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(plt.NullFormatter())
-    grid.figure.suptitle("Cross-seed CKA by estimator", y=1.04)
+    grid.set(ylabel="CKA, same layer, two seeds")
     return grid.figure
