@@ -1,4 +1,4 @@
-"""Figure of the cross-paper joint analysis, drawn from its summary tables."""
+"""Figure of the cross-paper joint analysis, drawn from its summary tables (torch-free)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from widthlab.joint import prune_vs_clone_summary
+from widthlab.joint.summary import prune_vs_clone_summary
 from widthlab.plots import log2_x, use_style
 
 
