@@ -360,12 +360,17 @@ def run_plan(args: argparse.Namespace) -> int:
     except (FileNotFoundError, RuntimeError) as error:
         print(f"widthlab plan: {error}", file=sys.stderr)
         return 2
-    if len(studies) == 1:
+    if len(studies) == 1 and not args.docs:
         name, jobs = studies[0]
         print(f"{name}: {plan.trainings(jobs)} trainings in {len(jobs)} jobs\n")
         print(plan.format_table(plan.plan_rows(jobs)))
-    else:
-        print(plan.format_studies(studies))
+        return 0
+    table = plan.format_studies(studies)
+    print(table)
+    if args.docs:
+        from widthlab import publish
+
+        publish.update_block(args.docs, "studies", table)
     return 0
 
 
@@ -375,6 +380,12 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         help="a study config; give several for one row per config",
+    )
+    parser.add_argument(
+        "--docs",
+        metavar="PATH",
+        help="also write the per-config table into the `studies` block of this Markdown file "
+        "(docs/running.md), so the study table is generated, never typed",
     )
     parser.epilog = (
         "GPU-hours are the cost model's estimates; requests add cluster.safety. Arguments "

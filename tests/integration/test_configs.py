@@ -1,5 +1,6 @@
 """Every study config under configs/ builds its DAG, and its header states the true job count."""
 
+import functools
 import re
 from collections import Counter
 from pathlib import Path
@@ -20,10 +21,15 @@ def stated_trainings(config: Path) -> int | None:
     return int(match[1]) if match else None
 
 
+@functools.cache
+def planned(config: Path) -> list:
+    # a dry run in an empty directory (nothing under results/ counts), stand-in raw data
+    return plan.parse_dry_run(plan.dry_run(REPO, config))
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_the_dag_builds_and_the_header_counts_its_trainings(config):
-    # a dry run in an empty directory (nothing under results/ counts), stand-in raw data
-    jobs = plan.parse_dry_run(plan.dry_run(REPO, config))
+    jobs = planned(config)
     counts = Counter(job.rule for job in jobs)
     assert counts
     stated = stated_trainings(config)
@@ -37,3 +43,12 @@ def test_every_full_scale_config_states_its_jobs_and_gpu_hours():
         if "device: cuda" in text:
             assert re.search(r"^# Jobs: \d+", text, flags=re.MULTILINE), config.name
             assert "GPU-hour" in text, config.name
+
+
+def test_the_study_table_in_the_docs_is_the_one_widthlab_plan_prints():
+    # regenerate: widthlab plan --configfile configs/A.yaml --configfile … --docs docs/running.md
+    studies = [(str(c.relative_to(REPO)), planned(c)) for c in CONFIGS]
+    text = (REPO / "docs" / "running.md").read_text()
+    block = re.search(r"widthlab:studies:begin[^\n]*\n(.*?)\n<!-- widthlab:studies:end", text, re.S)
+    assert block, "docs/running.md has no studies block"
+    assert block[1].strip() == plan.format_studies(studies).strip()
