@@ -3,6 +3,8 @@ invertible and constant layers, scikit-learn's RidgeCV and a brute-force kNN as 
 hand-placed atlas embeddings, exact linear width/source data, and the training run's own
 initialisation."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -626,3 +628,32 @@ def test_atlas_canvas_frames_each_tile_in_its_purity_colour():
     np.testing.assert_allclose(canvas[0, 4], viridis(0.0)[:3])  # top-right tile's frame
     np.testing.assert_allclose(canvas[5, 1], [0, 0, 0])  # darkest pixel of the first image
     np.testing.assert_allclose(canvas[0, 0], [1, 1, 1])  # empty cell
+
+
+# --- settings against the schema ---------------------------------------------------------------
+
+
+def _schema_section():
+    from widthlab.config import load_schema
+
+    return load_schema()["properties"]["analyses"]["properties"]["transfer"]["properties"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "path"), [(TS.TransferConfig, ()), (TS.AtlasConfig, ("atlas", "properties"))]
+)
+def test_settings_defaults_are_the_schema_defaults(settings, path):
+    section = _schema_section()
+    for key in path:
+        section = section[key]
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    # the top level also holds the stage's wiring (its grids, enabled) and the atlas section
+    stage_keys = set(section) - ({"grid", "enabled", "atlas"} if not path else set())
+    assert stage_keys == set(fields), "the schema and the settings hold different keys"
+    made = settings()
+    for key in stage_keys:
+        default = section[key]["default"]
+        value = getattr(made, key)
+        if isinstance(value, tuple):
+            default = getattr(settings(**{key: default}), key)  # normalised as the config is
+        assert value == default, key
