@@ -1,16 +1,15 @@
 # similarity stage (Nguyen, Raghu & Kornblith 2021, CKA and block structure): per model, CKA of
 # every layer pair, PC1 share and linear probes per layer; CKA across configured model pairs;
 # blocks, error patterns, figures and the headline across the grid(s) the stage studies.
-from widthlab.similarity.jobs import check_settings, choose_pairs
+from widthlab.similarity.jobs import choose_pairs
+from widthlab.similarity.settings import SimilaritySettings
 
-SIMILARITY = analysis("similarity")
 SIMILARITY_CATEGORY = "1. Nguyen, Raghu & Kornblith 2021: CKA and block structure"
-SIMILARITY_MODEL_KEYS = ("estimators", "minibatch", "probe", "rbf_threshold")
 try:
-    check_settings(SIMILARITY)
+    SIMILARITY = SimilaritySettings.from_config(analysis("similarity"))
     SIMILARITY_MODELS = analysis_models("similarity")
     SIMILARITY_PAIRS = choose_pairs(
-        SIMILARITY_MODELS, SIMILARITY["pairs"], recipes(SIMILARITY_MODELS)
+        SIMILARITY_MODELS, SIMILARITY.pairs, recipes(SIMILARITY_MODELS)
     )
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
@@ -63,7 +62,7 @@ for _job, _models in model_jobs("similarity", SIMILARITY_MODELS).items():
             ),
         params:
             models=_models,
-            settings=canonical({k: SIMILARITY[k] for k in SIMILARITY_MODEL_KEYS}),
+            settings=canonical(SIMILARITY.model_params()),
             device=config["device"],
         script:
             "../workflow_scripts/similarity_models.py"
@@ -91,12 +90,7 @@ rule similarity_cross:
     params:
         models=SIMILARITY_PAIRED,
         pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],
-        settings=canonical(
-            {
-                k: SIMILARITY[k]
-                for k in ("cross_estimators", "minibatch", "rbf_threshold")
-            }
-        ),
+        settings=canonical(SIMILARITY.cross_params()),
         device=config["device"],
     script:
         "../workflow_scripts/similarity_cross.py"
@@ -136,12 +130,7 @@ rule similarity_summary:
     params:
         models=SIMILARITY_MODELS,
         pairs=[[p.kind, p.a, p.b] for p in SIMILARITY_PAIRS],
-        settings=canonical(
-            {
-                k: SIMILARITY[k]
-                for k in ("width_estimator", "estimators", "blocks", "errors")
-            }
-        ),
+        settings=canonical(SIMILARITY.summary_params()),
         recipes=canonical(recipes(SIMILARITY_MODELS)),
     script:
         "../workflow_scripts/similarity_summary.py"

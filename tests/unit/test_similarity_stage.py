@@ -1,6 +1,7 @@
 """The similarity stage around the CKA code: pair rules, job split, per-model tables, blocks and
 cross-seed CKA from hand-made tables, error patterns, and the headline's verdict rules."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -260,9 +261,35 @@ def test_class_differences_stack_seeds_and_find_the_one_different_class():
 
 
 def test_settings_errors_name_the_key():
-    from widthlab.similarity.jobs import check_settings
+    from widthlab.similarity.settings import SimilaritySettings
 
     settings = {"width_estimator": "minibatch", "estimators": ["debiased"]}
     with pytest.raises(ValueError, match=r"analyses\.similarity\.estimators: must include"):
-        check_settings({**settings, "cross_estimators": ["minibatch"]})
-    check_settings({**settings, "estimators": ["minibatch"], "cross_estimators": ["minibatch"]})
+        SimilaritySettings.from_config({**settings, "cross_estimators": ["minibatch"]})
+    SimilaritySettings.from_config(
+        {**settings, "estimators": ["minibatch"], "cross_estimators": ["minibatch"]}
+    )
+
+
+def test_settings_hold_every_schema_key_with_the_schema_default():
+    from widthlab.config import load_schema
+    from widthlab.similarity.settings import SimilaritySettings
+
+    section = load_schema()["properties"]["analyses"]["properties"]["similarity"]["properties"]
+
+    def default(spec):
+        if "properties" in spec:  # a nested section: its keys' defaults
+            return {k: default(v) for k, v in spec["properties"].items()}
+        return spec["default"]
+
+    made = SimilaritySettings()
+    fields = {f.name for f in dataclasses.fields(SimilaritySettings)}
+    assert {"grids" if k == "grid" else k for k in section} == fields
+    for key, spec in section.items():
+        value = made.grids if key == "grid" else getattr(made, key)
+        expected = (default(spec),) if key == "grid" else default(spec)
+        if isinstance(value, tuple) and isinstance(expected, list):
+            expected = tuple(expected)
+        assert value == expected, key
+    # the validated section (every default filled) gives the same settings
+    assert SimilaritySettings.from_config({k: default(v) for k, v in section.items()}) == made

@@ -115,14 +115,3 @@ def choose_pairs(
                 )
         pairs.append(Pair("explicit", a, b))
     return list(dict.fromkeys(pairs))
-
-
-def check_settings(settings: Mapping) -> None:
-    """Settings the schema cannot express: the width estimator must be computed both within and
-    across models."""
-    width = settings["width_estimator"]
-    for key in ("estimators", "cross_estimators"):
-        if width not in settings[key]:
-            raise ValueError(
-                f"config key analyses.similarity.{key}: must include the width_estimator {width!r}"
-            )
