@@ -22,20 +22,10 @@ def layers_of(mid):
 
 tables = []
 for kind, a, b in snakemake.params.pairs:
-    taps_a, taps_b = layers_of(a), layers_of(b)
-    tables.append(
-        cross_pair_table(
-            kind,
-            a,
-            b,
-            list(taps_a),
-            list(taps_a.values()),
-            list(taps_b),
-            list(taps_b.values()),
-            snakemake.params.settings,
-            job.device,
-        )
+    pair_table = cross_pair_table(
+        (kind, a, b), layers_of(a), layers_of(b), snakemake.params.settings, job.device
     )
+    tables.append(pair_table)
     job.log.info("%s: %s vs %s", kind, a, b)
 columns = ["kind", "model_a", "model_b", "layer_a", "layer_b", "name_a", "name_b"]
 empty = pd.DataFrame(columns=[*columns, "estimator", "cka"])

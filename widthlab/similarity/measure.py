@@ -4,7 +4,7 @@ CKA itself is :mod:`widthlab.cka`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -185,25 +185,22 @@ def model_tables(
 
 
 def cross_pair_table(
-    kind: str,
-    model_a: str,
-    model_b: str,
-    tap_names_a: Sequence[str],
-    layers_a: Sequence[ArrayLike],
-    tap_names_b: Sequence[str],
-    layers_b: Sequence[ArrayLike],
+    pair: Sequence[str],
+    taps_a: Mapping[str, ArrayLike],
+    taps_b: Mapping[str, ArrayLike],
     settings: dict,
     device: str | torch.device | None = "cpu",
 ) -> pd.DataFrame:
-    """Cross-model CKA of one pair for every estimator of ``settings["cross_estimators"]``:
+    """Cross-model CKA of one ``pair`` = (kind, model a, model b), from each model's taps in
+    forward order, for every estimator of ``settings["cross_estimators"]``:
     ``kind, model_a, model_b, layer_a, layer_b, name_a, name_b, estimator, cka``."""
-    estimators = settings["cross_estimators"]
+    kind, model_a, model_b = pair
     table = cross_model_table(
-        tap_names_a,
-        layers_a,
-        tap_names_b,
-        layers_b,
-        estimators,
+        list(taps_a),
+        list(taps_a.values()),
+        list(taps_b),
+        list(taps_b.values()),
+        settings["cross_estimators"],
         device=device,
         **_cka_kwargs(settings),
     )
