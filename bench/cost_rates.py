@@ -2,8 +2,8 @@
 
     python bench/cost_rates.py [--device cpu|cuda] [--threads N] [--quick]
 
-Trains small networks with ``widthlab.train.train`` on in-memory data of the real shapes and
-fits the device model of :mod:`widthlab.cost` to the epoch times:
+Trains small networks with ``widthlab.training.train.train`` on in-memory data of the real
+shapes and fits the device model of :mod:`widthlab.cost` to the epoch times:
 
 - ``op_step_s``: two MLPs of width 16 (depth 1 and 8) on digits-sized inputs, whose steps
   cost their overhead: the slope of epoch time over operations (a layer and its ReLU);
@@ -32,9 +32,9 @@ from widthlab import cost
 from widthlab.data import Dataset
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.sizes import architecture
-from widthlab.train import train
+from widthlab.training.train import train
 
-JOB_IMPORTS = "import pandas, widthlab.train, widthlab.provenance, widthlab.data"
+JOB_IMPORTS = "import pandas, widthlab.training.train, widthlab.provenance, widthlab.data"
 
 
 def fake_dataset(in_shape, n_train: int, n_test: int, classes: int = 10) -> Dataset:

@@ -7,7 +7,7 @@ Sections (all by default), each printed as a Markdown table for the README:
 ``convnets``
     images/s and model-FLOP utilisation (MFU = 3 × forward FLOPs × images/s / peak bf16) of a
     training step of CIFAR ResNet-20 and ResNet-56 at widths ×1, ×2, ×4, ×8 and WRN-28-10, on
-    data resident on the device (``widthlab.train``'s step: bf16 autocast, channels-last, fused
+    data resident on the device (``widthlab.training``'s step: bf16 autocast, channels-last, fused
     SGD, optional ``torch.compile``).
 ``epoch``
     one epoch (50 000 images, batch 128) of CIFAR ResNet-38 ×1: widthlab's step against a naive
@@ -15,8 +15,8 @@ Sections (all by default), each printed as a Markdown table for the README:
     step), and their ratio. Goal: ≥ 5×.
 ``mlps``
     ms per step of many small MLPs: 64 MLPs of widths 16…2048 (8 seeds each) and 32 tiny ones
-    (width 16), each trained as planned by ``widthlab.train_packs`` (the seeds of one width stacked)
-    against a loop over the same models one by one. Goal: ≥ 10×.
+    (width 16), each trained as planned by ``widthlab.training.packs`` (the seeds of one width
+    stacked) against a loop over the same models one by one. Goal: ≥ 10×.
 ``cka``
     the similarity stage's work for CIFAR ResNet-110 on 10 000 probe examples: activation
     extraction (every block's output, as the activations rule stores it), then all-pairs CKA
@@ -41,8 +41,9 @@ from widthlab.activations import extract
 from widthlab.cka import cka_matrix
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.models import build_model, forward_flops
-from widthlab.train import TrainConfig, _Data, _OneModel, _StackedMLPs
-from widthlab.train_packs import plan_packs
+from widthlab.training.learners import Data, OneModel, StackedMLPs
+from widthlab.training.packs import plan_packs
+from widthlab.training.settings import TrainConfig
 
 # Dense bf16 tensor-core peaks (no sparsity), by a substring of torch.cuda.get_device_name().
 PEAK_BF16_TFLOPS = {
@@ -86,21 +87,21 @@ def timed(function, device: torch.device, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def cifar_like(n: int, device: torch.device, classes: int = 10) -> _Data:
+def cifar_like(n: int, device: torch.device, classes: int = 10) -> Data:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 32, 32, generator=generator).to(device)
     y = torch.randint(0, classes, (n,), generator=generator).to(device)
-    return _Data(x, y, x[:1], y[:1])
+    return Data(x, y, x[:1], y[:1])
 
 
 def spec(arch: str, width: int, depth: int, **kwargs) -> ModelSpec:
     return ModelSpec(DataSpec("cifar10"), arch, width, depth, **kwargs)
 
 
-def learner_for(model_spec: ModelSpec, data: _Data, cfg: TrainConfig, device) -> _OneModel:
+def learner_for(model_spec: ModelSpec, data: Data, cfg: TrainConfig, device) -> OneModel:
     torch.manual_seed(0)
     model = build_model(model_spec, tuple(data.x_train.shape[1:]), 10)
-    return _OneModel(model, 5e-4, data, cfg, device)
+    return OneModel(model, 5e-4, data, cfg, device)
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -209,7 +210,7 @@ def mlps(args, device, peak):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, 1, 28, 28, generator=generator).to(device)
     y = torch.randint(0, 10, (n,), generator=generator).to(device)
-    data = _Data(x, y, x[:1], y[:1])
+    data = Data(x, y, x[:1], y[:1])
     if args.quick:
         cases = {"4 MLPs, widths 16…128": mlp_specs((16, 128), (0, 1))}
         cases["8 tiny MLPs (width 16)"] = mlp_specs((16,), range(8))
@@ -224,12 +225,12 @@ def mlps(args, device, peak):
             cfg = TrainConfig(device=device.type, compile=mode)
             torch.manual_seed(0)
             alone = [
-                _OneModel(build_model(s, (1, 28, 28), 10), 0.0, data, cfg, device) for s in specs
+                OneModel(build_model(s, (1, 28, 28), 10), 0.0, data, cfg, device) for s in specs
             ]
             packs = plan_packs([(s, cfg.to_dict()) for s in specs], max_models=64)
             by_id = {s.id: s for s in specs}
             stacked = [
-                _StackedMLPs(
+                StackedMLPs(
                     [build_model(by_id[m], (1, 28, 28), 10) for m in pack.ids],
                     0.0,
                     data,

@@ -20,7 +20,7 @@ from widthlab.grid import (
 )
 from widthlab.model_jobs import split_into_jobs
 from widthlab.recipe import recipe_key
-from widthlab.train_packs import plan_packs
+from widthlab.training.packs import plan_packs
 
 try:
     check_config(config)
@@ -166,7 +166,7 @@ for _name, _grid in GRIDS.items():
         raise WorkflowError(f"invalid configuration: {_problem}")
 
 
-# Small MLPs that train the same way train together, one job per pack (widthlab.train_packs);
+# Small MLPs that train the same way train together, one job per pack (widthlab.training.packs);
 # every other model has its own `train` job.
 TRAIN_PACKS = plan_packs(
     [(parse_model_id(m), grid_train_settings(MODEL_GRID[m])) for m in MODEL_GRID],

@@ -1,7 +1,7 @@
 """Model and dataset sizes from a :class:`~widthlab.grid.ModelSpec` alone (no torch import).
 
 The one source of a network's shape for everything that must know it before a model exists:
-the pack planner (:mod:`widthlab.train_packs`), the cost model that sizes cluster jobs
+the pack planner (:mod:`widthlab.training.packs`), the cost model that sizes cluster jobs
 (:mod:`widthlab.cost`), the bottleneck stage and the similarity stage's parameter matching.
 :func:`layers` walks the architecture of :mod:`widthlab.models` layer by layer, so parameter
 counts and multiply–accumulates per example are exact (the unit tests compare them with

@@ -5,7 +5,8 @@ from widthlab.data import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.models import save_model
 from widthlab.provenance import Job
-from widthlab.train import TrainConfig, train, train_pack
+from widthlab.training.settings import TrainConfig
+from widthlab.training.train import train, train_pack
 
 
 def as_list(paths):

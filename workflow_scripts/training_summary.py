@@ -2,7 +2,7 @@
 
 from widthlab.plots import training as figures
 from widthlab.provenance import Job
-from widthlab.train import history_table, metrics_table
+from widthlab.training.summary import history_table, metrics_table
 
 job = Job.from_snakemake(snakemake)
 table = metrics_table(snakemake.input.metrics)

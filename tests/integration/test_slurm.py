@@ -314,7 +314,7 @@ def test_training_provenance_records_its_slurm_jobs(tiny_slurm_run, slurm_env):
 def test_resumed_training_matches_an_uninterrupted_run(tiny_slurm_run, interrupted_model):
     from widthlab.data import load_dataset
     from widthlab.grid import parse_model_id
-    from widthlab.train import train
+    from widthlab.training.train import train
 
     workdir, _ = tiny_slurm_run
     model_file = workdir / "results" / "models" / interrupted_model / "model.pt"

@@ -20,6 +20,7 @@ TORCH_FREE_MODULES = (
     "widthlab.grid",
     "widthlab.config",
     "widthlab.plots",
+    "widthlab.training.packs",
 )
 MAX_LINES = 500
 

@@ -20,19 +20,12 @@ from sklearn.datasets import load_digits
 
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.io import ArtifactError, save_json, write_parquet
-from widthlab.train import (
-    HISTORY_COLUMNS,
-    NonFiniteLossError,
-    Preempted,
-    TrainConfig,
-    batch_bounds,
-    crop_flip,
-    history_table,
-    lr_at,
-    metrics_table,
-    square_hinge_loss,
-    train,
-)
+from widthlab.training.checkpoint import Preempted
+from widthlab.training.pieces import batch_bounds, crop_flip, lr_at, square_hinge_loss
+from widthlab.training.settings import TrainConfig
+from widthlab.training.state import NonFiniteLossError
+from widthlab.training.summary import HISTORY_COLUMNS, history_table, metrics_table
+from widthlab.training.train import train
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -255,7 +248,7 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {here!r})
 import test_train
-from widthlab.train import train
+from widthlab.training.train import train
 spec, data, cfg = test_train.resume_setup()
 train(spec, data, cfg, checkpoint_path={checkpoint!r}, log=print,
       on_step=lambda epoch, step: time.sleep(0.05))

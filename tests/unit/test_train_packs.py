@@ -9,16 +9,12 @@ import torch
 
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.models import seeded_model
-from widthlab.train import (
-    NonFiniteLossError,
-    Preempted,
-    TrainConfig,
-    _Data,
-    _StackedMLPs,
-    train,
-    train_pack,
-)
-from widthlab.train_packs import Pack, pack_key, packable, plan_packs, step_macs
+from widthlab.training.checkpoint import Preempted
+from widthlab.training.learners import Data, StackedMLPs
+from widthlab.training.packs import Pack, pack_key, packable, plan_packs, step_macs
+from widthlab.training.settings import TrainConfig
+from widthlab.training.state import NonFiniteLossError
+from widthlab.training.train import train, train_pack
 
 from .test_train import QUIET, _interrupt_at, _one_thread, assert_same_weights, digits, mlp
 
@@ -188,10 +184,10 @@ def test_padding_stays_exactly_zero():
 
     models = [seeded_model(s, (1, 8, 8), 10) for s in specs]
     data = digits(64)
-    tensors = _Data(
+    tensors = Data(
         *(torch.as_tensor(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test))
     )
-    learner = _StackedMLPs(models, 1e-3, tensors, CFG, torch.device("cpu"))
+    learner = StackedMLPs(models, 1e-3, tensors, CFG, torch.device("cpu"))
     generators = [torch.Generator().manual_seed(0)] * 2
     for _ in range(5):
         learner.step(torch.randint(0, 64, (2, 16)), generators)

@@ -98,7 +98,7 @@ def test_bad_atlas_settings_name_their_key():
 
 def test_initial_model_is_the_initialisation_training_starts_from():
     """A run with a vanishing learning rate ends where it started: at initial_model's weights."""
-    from widthlab.train import train
+    from widthlab.training.train import train
 
     data = _dataset(classes=5)
     spec = _spec(width=16, seed=3)

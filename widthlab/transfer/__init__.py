@@ -14,9 +14,9 @@ Source and target
 Backbones
     ``trained``: the model as trained. ``random``: the same architecture at the exact
     initialisation the training run started from (:func:`initial_model`: ``torch.manual_seed(
-    spec.seed)`` then :func:`widthlab.models.build_model`, what :func:`widthlab.train.train`
-    does before its first step). Random ReLU features also improve with width, so the claim is
-    about the trained − random gap.
+    spec.seed)`` then :func:`widthlab.models.build_model`, what
+    :func:`widthlab.training.train.train` does before its first step). Random ReLU features also
+    improve with width, so the claim is about the trained − random gap.
 
 Last-layer fine-tuning (``analysis = finetune``)
     The backbone is frozen; its last hidden representation (the input of ``head``) is the

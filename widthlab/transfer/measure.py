@@ -24,8 +24,8 @@ from widthlab.transfer.settings import ALL, TABLE_COLUMNS, TransferConfig, Trans
 
 def initial_model(spec: ModelSpec, in_shape, num_classes: int, **arch_kwargs):
     """The untrained network the training run of ``spec`` started from
-    (:func:`widthlab.models.seeded_model`, as :func:`widthlab.train.train` builds it), inside
-    ``torch.random.fork_rng`` so the caller's random state is left alone."""
+    (:func:`widthlab.models.seeded_model`, as :func:`widthlab.training.train.train` builds it),
+    inside ``torch.random.fork_rng`` so the caller's random state is left alone."""
     import torch
 
     from widthlab.models import seeded_model

@@ -2,8 +2,8 @@
 
 Small MLPs leave a GPU waiting on kernel launches and a CPU job waiting on interpreter
 start-up, so models that train the same way are stacked into one *pack* and stepped together
-(:func:`widthlab.train.train_pack`: one batched matmul per layer for all of them). A model may
-join a pack when :func:`packable` says so; models share a pack when they have the same
+(:func:`widthlab.training.train.train_pack`: one batched matmul per layer for all of them). A
+model may join a pack when :func:`packable` says so; models share a pack when they have the same
 :func:`pack_key` (dataset, training subset, architecture, depth, weight decay and training
 settings: everything but width, seed, init and variant) and the same layer widths, at most
 ``max_models`` per pack, in seed order. So adding a width to a grid adds packs and leaves the
