@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from widthlab import cost
-from widthlab.data import Dataset
+from widthlab.data.dataset import Dataset
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.sizes import architecture
 from widthlab.training.train import train
 
-JOB_IMPORTS = "import pandas, widthlab.training.train, widthlab.provenance, widthlab.data"
+JOB_IMPORTS = "import pandas, widthlab.training.train, widthlab.provenance, widthlab.data.npz"
 
 
 def fake_dataset(in_shape, n_train: int, n_test: int, classes: int = 10) -> Dataset:

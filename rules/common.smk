@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from widthlab import cost, cost_stages
 from widthlab.cluster import Cluster
 from widthlab.config import ConfigError, check_config, check_semantics
-from widthlab.data import expected_raw_files, missing_raw_files
+from widthlab.data.sources import expected_raw_files, missing_raw_files
 from widthlab.grid import (
     DATA_ID_PATTERN,
     MODEL_ID_PATTERN,

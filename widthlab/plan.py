@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from widthlab.data import expected_raw_files
+from widthlab.data.sources import expected_raw_files
 from widthlab.sizes import DATASETS
 
 RULE_LINE = re.compile(r"^(local)?rule (\w+):$")

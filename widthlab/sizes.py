@@ -7,8 +7,9 @@ the pack planner (:mod:`widthlab.training.packs`), the cost model that sizes clu
 counts and multiply–accumulates per example are exact (the unit tests compare them with
 ``models.count_parameters`` / ``models.forward_macs`` of the built networks for every arch).
 
-Dataset facts (input shape, classes, split sizes) are those :func:`widthlab.data.build_dataset`
-produces; ``synthetic`` takes its sizes from the ``data.synthetic`` config section.
+Dataset facts (input shape, classes, split sizes) are those
+:func:`widthlab.data.splits.build_dataset` produces; ``synthetic`` takes its sizes from the
+``data.synthetic`` config section.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ predictions."""
 import tempfile
 
 from widthlab.activations import extract, predictions_table, save_arrays
-from widthlab.data import DatasetFiles
+from widthlab.data.npz import DatasetFiles
 from widthlab.models import load_model
 from widthlab.provenance import Job
 

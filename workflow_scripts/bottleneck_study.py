@@ -1,7 +1,7 @@
 """Rule bottleneck_study: one part (ntk | w<width> | limit) of one regime of the study."""
 
 from widthlab import bottleneck
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.device import resolve_device
 from widthlab.provenance import Job
 

@@ -5,7 +5,7 @@ import torch
 
 from widthlab.clones.measure import analyse_model
 from widthlab.clones.settings import MeasureSettings
-from widthlab.data import DatasetFiles
+from widthlab.data.npz import DatasetFiles
 from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job

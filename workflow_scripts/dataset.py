@@ -1,6 +1,8 @@
 """Rule dataset: raw files → one NPZ with splits and the fixed probe set."""
 
-from widthlab.data import build_dataset, dataset_arrays, raw_files
+from widthlab.data.npz import dataset_arrays
+from widthlab.data.sources import raw_files
+from widthlab.data.splits import build_dataset
 from widthlab.grid import parse_data_id
 from widthlab.provenance import Job
 

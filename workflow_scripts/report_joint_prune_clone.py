@@ -1,6 +1,6 @@
 """Rule joint_prune_clone: kept subsets of every model's last hidden layer, agreement and R²."""
 
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.joint.measure import prune_vs_clone_models
 from widthlab.provenance import Job
 

@@ -1,7 +1,7 @@
 """Rules train and train_pack*: one model, or a pack of small MLPs trained together; resumed
 from the checkpoint if a previous job was stopped."""
 
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.models import save_model
 from widthlab.provenance import Job

@@ -1,6 +1,6 @@
 """Rule transfer_atlas: 2-D embedding of one layer's activations, gridded into cells."""
 
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.provenance import Job
 from widthlab.transfer.atlas import atlas_activations, atlas_tables, target_atlas_inputs

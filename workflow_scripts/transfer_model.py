@@ -2,7 +2,7 @@
 
 import torch
 
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job

@@ -1,7 +1,7 @@
 """Rules units_model_<job>: zero-ablation prunability and PCA redundancy of each of the job's
 models on the test split."""
 
-from widthlab.data import DatasetFiles
+from widthlab.data.npz import DatasetFiles
 from widthlab.device import resolve_device
 from widthlab.models import load_model
 from widthlab.provenance import Job

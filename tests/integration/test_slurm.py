@@ -312,7 +312,7 @@ def test_training_provenance_records_its_slurm_jobs(tiny_slurm_run, slurm_env):
 
 @pytest.mark.parametrize("interrupted_model", MODELS, ids=INTERRUPTIONS.values())
 def test_resumed_training_matches_an_uninterrupted_run(tiny_slurm_run, interrupted_model):
-    from widthlab.data import load_dataset
+    from widthlab.data.npz import load_dataset
     from widthlab.grid import parse_model_id
     from widthlab.training.train import train
 

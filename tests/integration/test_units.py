@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import fork, job_counts, snakemake
 
-from widthlab.data import load_dataset
+from widthlab.data.npz import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
 from widthlab.model_jobs import job_of, split_into_jobs

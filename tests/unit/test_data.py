@@ -10,16 +10,11 @@ import pytest
 from sklearn.datasets import load_digits
 
 from widthlab import io
-from widthlab.data import (
-    DataError,
-    build_dataset,
-    dataset_arrays,
-    load_dataset,
-    load_raw,
-    raw_files,
-    read_idx,
-    save_dataset,
-)
+from widthlab.data.idx import read_idx
+from widthlab.data.npz import dataset_arrays, load_dataset, save_dataset
+from widthlab.data.raw import DataError
+from widthlab.data.sources import load_raw, raw_files
+from widthlab.data.splits import build_dataset
 from widthlab.grid import DataSpec
 
 # ------------------------------------------------------------------------------------- digits

@@ -41,7 +41,7 @@ def _one_thread():
 
 @dataclass
 class TinyData:
-    """The part of ``widthlab.data.Dataset`` that training uses."""
+    """The part of ``widthlab.data.dataset.Dataset`` that training uses."""
 
     x_train: np.ndarray
     y_train: np.ndarray

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from widthlab.data import Dataset
+from widthlab.data.dataset import Dataset
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
 from widthlab.stats import verdict_of_row
