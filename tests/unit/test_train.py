@@ -1,5 +1,6 @@
 """Training: determinism, resume after SIGTERM (bit-identical), stopping rules, losses, errors."""
 
+import dataclasses
 import functools
 import json
 import math
@@ -116,6 +117,32 @@ def test_config_from_dict_rejects_unknown_keys():
         TrainConfig(step_milestones=(0.8, 0.4))
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(loss="square_hinge", label_smoothing=0.1)
+
+
+# settings the config cannot set: the device comes from the top-level key ``device``
+NOT_IN_THE_TRAIN_SECTION = {"device", "step_gamma", "eval_batch_size", "arch_kwargs"}
+
+
+def test_settings_defaults_and_choices_are_the_schemas():
+    from widthlab.config import load_schema
+
+    schema = load_schema()["properties"]
+    section = schema["train"]["properties"]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(section) == fields - NOT_IN_THE_TRAIN_SECTION
+    made = TrainConfig()
+    for key, rules in section.items():
+        default = rules["default"]
+        if key == "step_milestones":
+            default = tuple(default)
+        assert getattr(made, key) == default, key
+        if "enum" in rules:  # every choice the schema allows is accepted, and only those
+            for choice in rules["enum"]:
+                TrainConfig(**{key: choice})
+            with pytest.raises(ValueError, match=f"train.{key}"):
+                TrainConfig(**{key: "no-such-choice"})
+    for choice in schema["device"]["enum"]:
+        TrainConfig(device=choice)
 
 
 def test_schedules_and_batches():
