@@ -80,7 +80,7 @@ def fit(run: Run, learner: Learner, models: list[TappedModel]) -> list[TrainResu
                 checkpoint.save(run, learner, state)
                 raise checkpoint.preempted(run, state)
             every = cfg.checkpoint_every_steps
-            if every and state.global_step % every == 0 and state.position < len(bounds):
+            if every and state.global_step % every == 0 and state.position < sizes.steps_per_epoch:
                 checkpoint.save(run, learner, state)
 
         keep = _end_epoch(run, learner, state, models, sizes)
