@@ -57,3 +57,23 @@ def test_the_snakemake_report_is_one_self_contained_file(tiny_run, tmp_path):
     assert report.stat().st_size > 100_000
     for category in ("0. Headline", "1. Nguyen", "3. Casper", "5. Doimo", "6. Across papers"):
         assert category in html
+
+
+def test_a_second_run_of_the_same_commit_and_config_gives_the_same_headline(tiny_run, tmp_path):
+    """Same config and seeds → same results on CPU: a fresh run in another folder reproduces
+    every headline row exactly, and every per-model table's data (provenance aside)."""
+    from conftest import copy_workflow, tiny_config
+
+    (tmp_path / "again").mkdir()
+    again = copy_workflow(tmp_path / "again", tiny_config())
+    snakemake(again)
+    first = pd.read_parquet(tiny_run / "results/summary/headline.parquet")
+    second = pd.read_parquet(again / "results/summary/headline.parquet")
+    pd.testing.assert_frame_equal(first, second)
+    for table in sorted((tiny_run / "results").glob("*/*.parquet")):
+        relative = table.relative_to(tiny_run)
+        if relative.parts[1] in ("summary", "benchmarks", "logs"):
+            continue
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(table), pd.read_parquet(again / relative), obj=str(relative)
+        )
