@@ -2,13 +2,13 @@
 # middle hidden layer has k units, trained by this stage itself (NTK parameterisation, full-batch
 # GD, MSE) on a dataset's inputs; it does not read the shared model grid. One job per regime and
 # part (ntk | w<width> | limit), the deep linear theory, a summary with the figures of every regime.
-from widthlab import bottleneck_jobs as bottleneck_lib
+from widthlab.bottleneck import jobs as bottleneck_lib
 
 BOTTLENECK = analysis("bottleneck")
 BOTTLENECK_CATEGORY = "4. Littwin et al. 2021: infinite width with a bottleneck"
 BOTTLENECK_REGIMES = list(BOTTLENECK["regimes"])
 BOTTLENECK_LINEAR = BOTTLENECK["linear"]["enabled"]
-# the names of widthlab.plots.bottleneck.FIGURES (the script checks that they agree)
+# the names of widthlab.bottleneck.figures.FIGURES (the script checks that they agree)
 BOTTLENECK_FIGURES = [
     "loss_curves",
     "steps_to_threshold",
@@ -130,6 +130,7 @@ rule bottleneck_summary:
         **summary_job(BOTTLENECK_PARTS["runs"]),
     params:
         figures=BOTTLENECK_FIGURE_KEYS,
+        settings=canonical(bottleneck_lib.summary_settings(BOTTLENECK)),
     script:
         "../workflow_scripts/bottleneck_summary.py"
 

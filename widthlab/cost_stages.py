@@ -225,9 +225,9 @@ def joint_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:
 
 def bottleneck_study_cost(settings: Mapping[str, Any], job: str, s: CostSettings) -> Estimate:
     """One job of the bottleneck study (``ntk``, ``limit`` or ``w<width>``): full-batch GD in
-    float64 for every seed and bottleneck k (and the net without one where ``finite``), each
-    step 3 × the net's MACs on ``n_train`` examples, plus an empirical NTK on ``kernel_subset``
-    examples at each of ``curve_points`` record steps."""
+    float64 for every seed and bottleneck k (and the net without one where ``finite``), under
+    both step rules, each step 3 × the net's MACs on ``n_train`` examples, plus an empirical
+    NTK on ``kernel_subset`` examples at each of ``curve_points`` record steps."""
     shape = data_shape(parse_data_id(settings["dataset"]), s.synthetic)
     n, d = int(settings["n_train"]) + int(settings["n_test"]), shape.input_elements
     depth, steps = int(settings["depth"]), int(settings["steps"])
@@ -244,9 +244,9 @@ def bottleneck_study_cost(settings: Mapping[str, Any], job: str, s: CostSettings
         sizes = [d, *hidden_widths(width, depth, k), shape.classes]
         params = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
         kernels = int(settings["curve_points"]) * sub * sub * params
-        macs += seeds * (steps * 3 * n * params + kernels)
+        macs += seeds * 2 * (steps * 3 * n * params + kernels)  # 2: the common and own step
     rate = s.device.fp64_macs_per_s
-    overhead = seeds * len(nets) * steps * 2 * (depth + 1) * s.device.op_step_s
+    overhead = seeds * len(nets) * 2 * steps * 2 * (depth + 1) * s.device.op_step_s
     largest = max([w for w, _ in nets] or [1])
     memory = _mb(n * largest * (depth + 1) * 3 + sub * sub + largest * largest * depth, 8)
     return s.base().plus(on_device(s, max(macs / rate, overhead), _mb(n * d, 8) * 3, memory))

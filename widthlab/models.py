@@ -15,7 +15,8 @@ Architectures (``ModelSpec.arch``; ``width`` and ``depth`` mean):
     the only one for depth 1; as :func:`widthlab.sizes.bottleneck_index`) has
     ``spec.bottleneck`` units. ``parameterization="ntk"`` (a keyword of :func:`build_model`,
     also accepted by ``mlp``) uses ``h = σ_w W a / √fan_in + σ_b b`` with N(0, 1) weights
-    (σ_w² = 2, σ_b² = 0 by default), as :class:`widthlab.bottleneck.NTKMLP`.
+    (σ_w² = 2, σ_b² = 0 by default); :func:`ntk_mlp` builds one from a seeded generator (the
+    bottleneck stage's networks).
 ``cnn``
     ``depth`` layers ``Conv3×3 + ReLU`` with ``width`` channels, a 2×2 max-pool after every
     second layer while the map is larger than 4×4, global average pooling; taps ``conv1`` …
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,7 @@ class MLP(TappedModel):
         sigma_w2: float = 2.0,
         sigma_b2: float = 0.0,
         dropout: float = 0.0,
+        linear_layers: Sequence[int] = (),
     ):
         if parameterization not in ("standard", "ntk"):
             raise ValueError(
@@ -234,6 +236,9 @@ class MLP(TappedModel):
         kwargs = {"parameterization": parameterization}
         if parameterization == "ntk":
             kwargs.update(sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2))
+        self.linear_layers = tuple(sorted(int(i) for i in linear_layers))
+        if self.linear_layers:  # only then: saved models without the key stay readable
+            kwargs["linear_layers"] = list(self.linear_layers)
         super().__init__(in_shape, num_classes, kwargs)
         self.widths = [int(w) for w in widths]
 
@@ -245,11 +250,63 @@ class MLP(TappedModel):
         n_in = math.prod(self.in_shape)
         for i, width in enumerate(self.widths):
             layers = [nn.Flatten()] if i == 0 else []
-            layers += [linear(n_in, width), nn.ReLU(), *_dropout(dropout)]
+            relu = [] if i in self.linear_layers else [nn.ReLU()]
+            layers += [linear(n_in, width), *relu, *_dropout(dropout)]
             self.blocks[f"h{i + 1}"] = nn.Sequential(*layers)
             n_in = width
         _he_init(self.blocks)
         self.head = linear(n_in, self.num_classes)
+
+    def linear_io(self, x: torch.Tensor):
+        """``(logits, inputs, pre)``: the input of every linear layer (the hidden ones, then
+        ``head``) and the output of every hidden one (its pre-activation), in forward order —
+        what a layer-wise NTK needs (:func:`widthlab.bottleneck.networks.mlp_empirical_ntk`)."""
+        inputs, pre, a = [], [], x
+        for block in self.blocks.values():
+            for module in block:
+                if isinstance(module, nn.Linear):
+                    inputs.append(a)
+                    a = module(a)
+                    pre.append(a)
+                else:
+                    a = module(a)
+        inputs.append(a)
+        return self.head(a), inputs, pre
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers in forward order (hidden ones, then ``head``)."""
+        hidden = [m for b in self.blocks.values() for m in b if isinstance(m, nn.Linear)]
+        return [*hidden, self.head]
+
+
+def ntk_mlp(
+    d_in: int,
+    widths: Sequence[int],
+    d_out: int,
+    sigma_w2: float = 2.0,
+    sigma_b2: float = 0.0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    linear_layers: Sequence[int] = (),
+) -> MLP:
+    """An :class:`MLP` in NTK parameterisation on flat ``d_in``-dim inputs, its N(0, 1) entries
+    drawn from a generator seeded with ``seed`` (every weight in forward order, then every bias
+    when ``sigma_b2`` > 0; biases are zero otherwise), so the draw does not depend on, nor
+    touch, the global random state. Hidden layers in ``linear_layers`` have no ReLU (all of them:
+    a deep linear net)."""
+    model = MLP((1, 1, int(d_in)), d_out, widths, "ntk", sigma_w2, sigma_b2, 0.0, linear_layers)
+    model = model.to(dtype)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for layer in model.linears:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen, dtype=dtype))
+        for layer in model.linears:
+            if sigma_b2 > 0:
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen, dtype=dtype))
+            else:
+                layer.bias.zero_()
+    return model
 
 
 # --------------------------------------------------------------------------------------------

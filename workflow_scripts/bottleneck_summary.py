@@ -3,9 +3,9 @@ headline, and each regime's figures (drawn from these tables)."""
 
 import pandas as pd
 
-from widthlab import bottleneck
+from widthlab.bottleneck import claims, summary
+from widthlab.bottleneck.figures import figures_of_regime
 from widthlab.io import read_parquet
-from widthlab.plots.bottleneck import figures_of_regime
 from widthlab.provenance import Job
 
 
@@ -14,15 +14,16 @@ def gather(paths):
 
 
 job = Job.from_snakemake(snakemake)
-runs = bottleneck.add_run_metrics(gather(snakemake.input.runs))
+settings = claims.settings_of(snakemake.params.settings)
+runs = summary.add_run_metrics(gather(snakemake.input.runs))
 curves, kernel = gather(snakemake.input.curves), gather(snakemake.input.kernel)
 linear = gather(snakemake.input.linear) if snakemake.input.linear else None
-headline = bottleneck.headline(runs, linear)
+headline = claims.headline(runs, settings, linear)
 job.log.info("\n%s", headline[["claim", "value", "holds", "detail"]].to_string())
 job.write_parquet(runs, snakemake.output.runs)
 job.write_parquet(curves, snakemake.output.curves)
 job.write_parquet(kernel, snakemake.output.kernel)
-job.write_parquet(bottleneck.effects_table(runs), snakemake.output.effects)
+job.write_parquet(summary.effects_table(runs), snakemake.output.effects)
 job.write_parquet(headline, snakemake.output.headline)
 tables = {"curves": curves, "kernel": kernel, "summary": runs}
 drawers = {regime: figures_of_regime(tables, regime) for regime, _ in snakemake.params.figures}

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from widthlab import bottleneck_jobs, cost, cost_stages, plan
+from widthlab import cost, cost_stages, plan
+from widthlab.bottleneck import jobs as bottleneck_jobs
 from widthlab.grid import MODEL_ID_PATTERN, grids_from_config, parse_model_id
 from widthlab.similarity.jobs import choose_pairs
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
-from widthlab import bottleneck as bn
+from widthlab.bottleneck import kernels, linear, measure, networks
+from widthlab.bottleneck.networks import GD, Init, Task
+from widthlab.bottleneck.settings import CURVE_COLUMNS, SUMMARY_COLUMNS, LinearSettings
+from widthlab.cka import cka
+from widthlab.models import ntk_mlp
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +49,7 @@ def test_one_hidden_layer_matches_the_arc_cosine_formulas():
     k0 = (np.pi - theta) / (2 * np.pi)
     nngp = sw2 * k1 + sb2
     ntk = nngp + sw2 * k0 * sigma
-    kernel, tangent = bn.nngp_ntk(x, None, depth=1, sigma_w2=sw2, sigma_b2=sb2)
+    kernel, tangent = kernels.nngp_ntk(x, None, depth=1, sigma_w2=sw2, sigma_b2=sb2)
     np.testing.assert_allclose(kernel.numpy(), nngp, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(tangent.numpy(), ntk, rtol=1e-12, atol=1e-12)
     # the diagonal exactly: E[relu(u)²] = Σ/2, E[relu′²] = 1/2
@@ -55,12 +58,12 @@ def test_one_hidden_layer_matches_the_arc_cosine_formulas():
 
 def test_cross_kernels_agree_with_the_joint_gram_and_linear_layers_are_linear():
     a, b = _inputs(5, 4, 1), _inputs(3, 4, 2)
-    joint_k, joint_t = bn.nngp_ntk(np.concatenate([a, b]), None, 3, 2.0, 0.1)
-    cross_k, cross_t = bn.nngp_ntk(a, b, 3, 2.0, 0.1)
+    joint_k, joint_t = kernels.nngp_ntk(np.concatenate([a, b]), None, 3, 2.0, 0.1)
+    cross_k, cross_t = kernels.nngp_ntk(a, b, 3, 2.0, 0.1)
     np.testing.assert_allclose(cross_k.numpy(), joint_k[:5, 5:].numpy(), rtol=1e-12)
     np.testing.assert_allclose(cross_t.numpy(), joint_t[:5, 5:].numpy(), rtol=1e-12)
     # all layers linear, σ_w² = 1, no bias: NNGP = x·x′/d and NTK = (L + 1) x·x′/d
-    k, t = bn.nngp_ntk(a, None, 2, 1.0, 0.0, linear_layers=(0, 1))
+    k, t = kernels.nngp_ntk(a, None, 2, 1.0, 0.0, linear_layers=(0, 1))
     gram = a @ a.T / a.shape[1]
     np.testing.assert_allclose(k.numpy(), gram, rtol=1e-12)
     np.testing.assert_allclose(t.numpy(), 3 * gram, rtol=1e-12)
@@ -68,13 +71,13 @@ def test_cross_kernels_agree_with_the_joint_gram_and_linear_layers_are_linear():
 
 def test_analytic_ntk_is_the_limit_of_the_empirical_ntk_of_wide_networks():
     x = torch.as_tensor(_inputs(5, 4, 3))
-    _, theta = bn.nngp_ntk(x, None, depth=2, sigma_w2=2.0, sigma_b2=0.1)
+    _, theta = kernels.nngp_ntk(x, None, depth=2, sigma_w2=2.0, sigma_b2=0.1)
     errors = []
     for width in (256, 1024, 4096):
         per_seed = []
         for seed in range(4):
-            net = bn.NTKMLP(4, [width, width], 1, 2.0, 0.1, seed=seed, dtype=torch.float32)
-            empirical = bn.jacobian_ntk(net, x.float())
+            net = ntk_mlp(4, [width, width], 1, 2.0, 0.1, seed=seed, dtype=torch.float32)
+            empirical = networks.jacobian_ntk(net, x.float())
             per_seed.append(float(torch.linalg.norm(empirical - theta) / torch.linalg.norm(theta)))
         errors.append(np.mean(per_seed))
     assert errors[0] > errors[1] > errors[2], errors
@@ -83,9 +86,9 @@ def test_analytic_ntk_is_the_limit_of_the_empirical_ntk_of_wide_networks():
 
 def test_layerwise_empirical_ntk_equals_the_jacobian_ntk():
     x = torch.as_tensor(_inputs(6, 5, 4))
-    net = bn.NTKMLP(5, [7, 3, 9], 4, 2.0, 0.2, seed=1, dtype=torch.float64, linear_layers=(1,))
-    jac = torch.stack([bn.jacobian_ntk(net, x, output=c) for c in range(4)]).mean(0)
-    np.testing.assert_allclose(bn.mlp_empirical_ntk(net, x).numpy(), jac.numpy(), rtol=1e-10)
+    net = ntk_mlp(5, [7, 3, 9], 4, 2.0, 0.2, seed=1, dtype=torch.float64, linear_layers=(1,))
+    jac = torch.stack([networks.jacobian_ntk(net, x, output=c) for c in range(4)]).mean(0)
+    np.testing.assert_allclose(networks.mlp_empirical_ntk(net, x).numpy(), jac.numpy(), rtol=1e-10)
 
 
 # --- kernel dynamics -----------------------------------------------------------------------------
@@ -93,30 +96,30 @@ def test_layerwise_empirical_ntk_equals_the_jacobian_ntk():
 
 def _kernel_problem(n=12, m=5, seed=0):
     x = _inputs(n + m, 3, seed)
-    _, theta = bn.nngp_ntk(x, None, 2, 2.0, 0.1)
+    _, theta = kernels.nngp_ntk(x, None, 2, 2.0, 0.1)
     y = np.random.default_rng(seed + 1).standard_normal((n, 2))
     return theta[:n, :n], theta[n:, :n], torch.as_tensor(y)
 
 
 def test_kernel_gd_at_infinite_time_is_the_kernel_regression_solve():
     theta, theta_star, y = _kernel_problem()
-    lr = 0.9 * bn.stability_limit(theta)
-    dyn = bn.KernelDynamics(theta, y, lr)
+    lr = 0.9 * kernels.stability_limit(theta)
+    dyn = kernels.KernelDynamics(theta, y, lr)
     big = [1e9]
     assert float(dyn.train_loss(big)[0]) < 1e-20
     assert float(dyn.train_residual(big).abs().max()) < 1e-10
     direct = theta_star @ torch.linalg.solve(theta, y)
     np.testing.assert_allclose(dyn.predict(theta_star, big)[0].numpy(), direct.numpy(), rtol=1e-7)
-    flow = bn.KernelDynamics(theta, y, lr, flow=True)
+    flow = kernels.KernelDynamics(theta, y, lr, flow=True)
     np.testing.assert_allclose(flow.predict(theta_star, big)[0].numpy(), direct.numpy(), rtol=1e-7)
 
 
 def test_closed_form_equals_an_explicit_step_loop():
     theta, theta_star, y = _kernel_problem()
-    n, lr = len(y), 0.7 * bn.stability_limit(theta)
+    n, lr = len(y), 0.7 * kernels.stability_limit(theta)
     f0_train = torch.randn(n, 2, dtype=torch.float64)
     f0_test = torch.randn(len(theta_star), 2, dtype=torch.float64)
-    dyn = bn.KernelDynamics(theta, y, lr, f0_train=f0_train)
+    dyn = kernels.KernelDynamics(theta, y, lr, f0_train=f0_train)
     f, f_star = f0_train.clone(), f0_test.clone()
     steps = np.arange(51)
     train_closed = y[None] + dyn.train_residual(steps)
@@ -133,7 +136,7 @@ def test_closed_form_equals_an_explicit_step_loop():
 def test_gradient_flow_is_the_matrix_exponential():
     theta, theta_star, y = _kernel_problem()
     n, lr, t = len(y), 2.0, 13.5
-    dyn = bn.KernelDynamics(theta, y, lr, flow=True)
+    dyn = kernels.KernelDynamics(theta, y, lr, flow=True)
     decay = expm(-lr * theta.numpy() * t / n)
     np.testing.assert_allclose(dyn.train_residual([t])[0].numpy(), -decay @ y.numpy(), atol=1e-10)
     test = theta_star.numpy() @ np.linalg.solve(theta.numpy(), (np.eye(n) - decay) @ y.numpy())
@@ -142,31 +145,31 @@ def test_gradient_flow_is_the_matrix_exponential():
 
 def test_too_large_a_step_is_refused_with_the_limit_named():
     theta, _, y = _kernel_problem()
-    limit = bn.stability_limit(theta)
+    limit = kernels.stability_limit(theta)
     with pytest.raises(ValueError, match="stability limit 2N/λ_max"):
-        bn.KernelDynamics(theta, y, 1.01 * limit)
+        kernels.KernelDynamics(theta, y, 1.01 * limit)
 
 
 def test_kernel_curves_table_and_steps_to_threshold():
     theta, theta_star, _ = _kernel_problem(n=20, m=8)
     labels = np.arange(20) % 3
     test_labels = np.arange(8) % 3
-    lr = 0.5 * bn.stability_limit(theta)
-    table = bn.kernel_dynamics(theta, theta_star, labels, test_labels, lr, [0, 10, 10**6])
+    lr = 0.5 * kernels.stability_limit(theta)
+    table = kernels.kernel_dynamics(theta, theta_star, labels, test_labels, lr, [0, 10, 10**6])
     assert list(table.columns) == ["step", "split", "loss", "accuracy"]
     first = table[table.step == 0].set_index("split")
     assert first.loc["train", "loss"] == pytest.approx(0.5)  # one-hot, f0 = 0
     assert table[(table.step == 10**6) & (table.split == "train")].accuracy.item() == 1.0
-    dyn = bn.KernelDynamics(theta, torch.eye(3, dtype=torch.float64)[labels], lr)
+    dyn = kernels.KernelDynamics(theta, torch.eye(3, dtype=torch.float64)[labels], lr)
     hit = dyn.steps_to_threshold(0.05, 10**6)
     assert float(dyn.train_loss([hit])[0]) <= 0.05 < float(dyn.train_loss([hit - 1])[0])
-    assert bn.steps_to_threshold([3.0, 2.0, 0.5, 0.1], 0.5) == 2.0
-    assert math.isnan(bn.steps_to_threshold([3.0, 2.0], 0.5))
+    assert kernels.steps_to_threshold([3.0, 2.0, 0.5, 0.1], 0.5) == 2.0
+    assert math.isnan(kernels.steps_to_threshold([3.0, 2.0], 0.5))
 
 
 def test_gp_sample_has_the_kernel_as_covariance():
-    _, theta, _ = bn.nngp_ntk(_inputs(4, 3), None, 1, 2.0, 0.1, return_layers=True)
-    draws = bn.gp_sample(theta, 20000, seed=0)
+    _, theta, _ = kernels.nngp_ntk(_inputs(4, 3), None, 1, 2.0, 0.1, return_layers=True)
+    draws = kernels.gp_sample(theta, 20000, seed=0)
     np.testing.assert_allclose(np.cov(draws.numpy()), theta.numpy(), atol=0.08 * float(theta.max()))
 
 
@@ -177,13 +180,12 @@ def test_a_wide_network_trains_like_its_kernel():
     x = _inputs(24, 4, 5)
     labels = np.arange(24) % 2
     x_train, y_train, x_test, y_test = x[:16], labels[:16], x[16:], labels[16:]
-    _, theta = bn.nngp_ntk(x, None, 1, 2.0, 0.0)
-    lr = 0.5 * bn.stability_limit(theta[:16, :16])
+    _, theta = kernels.nngp_ntk(x, None, 1, 2.0, 0.0)
+    lr = 0.5 * kernels.stability_limit(theta[:16, :16])
     steps = 60
-    kernel = bn.kernel_dynamics(theta[:16, :16], theta[16:, :16], y_train, y_test, lr, [steps])
-    run = bn.train_finite(
-        x_train, y_train, x_test, y_test, [8192], lr, steps, seed=0, dtype=torch.float64
-    )
+    kernel = kernels.kernel_dynamics(theta[:16, :16], theta[16:, :16], y_train, y_test, lr, [steps])
+    task = Task(x_train, y_train, x_test, y_test)
+    run = networks.train_finite(task, [8192], Init(dtype=torch.float64), GD(lr, steps))
     assert run.train_loss[0] == pytest.approx(0.5)  # centred: every variant starts at f = 0
     kernel_loss = kernel.set_index("split").loc["train", "loss"]
     assert run.train_loss[-1] == pytest.approx(kernel_loss, rel=0.1)
@@ -193,9 +195,9 @@ def test_a_wide_network_trains_like_its_kernel():
 def test_a_bottleneck_moves_its_kernel_more_than_a_wide_network():
     x = _inputs(40, 6, 6)
     y = np.random.default_rng(7).standard_normal((40, 1)) * 3
-    common = dict(lr=0.05, steps=100, seed=0, kernel_steps=[0, 100], linear_layers=(1,))
-    wide = bn.train_finite(x[:30], y[:30], x[30:], y[30:], [512, 512, 512], **common)
-    narrow = bn.train_finite(x[:30], y[:30], x[30:], y[30:], [512, 1, 512], **common)
+    task, gd = Task(x[:30], y[:30], x[30:], y[30:]), GD(0.05, 100, kernel_steps=(0, 100))
+    wide = networks.train_finite(task, [512, 512, 512], Init(), gd, linear_layers=(1,))
+    narrow = networks.train_finite(task, [512, 1, 512], Init(), gd, linear_layers=(1,))
     assert narrow.summary["kernel_change"] > 3 * wide.summary["kernel_change"]
     assert narrow.summary["cka_init_trained"] < wide.summary["cka_init_trained"]
 
@@ -203,26 +205,15 @@ def test_a_bottleneck_moves_its_kernel_more_than_a_wide_network():
 def test_run_study_returns_tidy_tables():
     x = _inputs(50, 5, 8)
     labels = np.arange(50) % 3
-    tables = bn.run_study(
-        x[:30],
-        labels[:30],
-        x[30:],
-        labels[30:],
-        widths=[32],
-        bottlenecks=[2],
-        depth=3,
-        lr=None,
-        steps=20,
-        seeds=[0, 1],
-        limit_decoder_width=16,
-        curve_points=5,
-    )
+    plan = measure.StudyPlan([32], [2], 3, 20, [0, 1], limit_decoder_width=16, curve_points=5)
+    tables = measure.run_study(Task(x[:30], labels[:30], x[30:], labels[30:]), plan)
     assert set(tables) == {"curves", "kernel", "summary"}
-    assert list(tables["curves"].columns) == bn.CURVE_COLUMNS
-    assert list(tables["summary"].columns) == bn.SUMMARY_COLUMNS
+    assert list(tables["curves"].columns) == CURVE_COLUMNS
+    assert list(tables["summary"].columns) == SUMMARY_COLUMNS
     summary = tables["summary"]
     assert sorted(summary.variant.unique()) == ["bottleneck", "finite", "limit", "ntk"]
-    assert len(summary) == 1 + 3 * 2
+    assert len(summary) == 2 * (1 + 3 * 2)  # both step rules
+    assert set(summary.step_rule) == {"common", "own"}
     ntk = summary[summary.variant == "ntk"].iloc[0]
     assert ntk.kernel_change == 0.0 and ntk.cka_init_trained == 1.0
     assert summary.width.dtype == "Int64" and summary.k.dtype == "Int64"
@@ -236,32 +227,25 @@ def test_the_bottleneck_limit_is_the_wide_encoder_limit_of_finite_nets():
     x = rng.standard_normal((40, 5))
     y = torch.as_tensor(rng.standard_normal((40, 2)))
     x_all = torch.as_tensor(x)
-    _, theta = bn.nngp_ntk(x[:30], None, 3, 2.0, 0.0, linear_layers=(1,))
-    lr = 0.1 * bn.stability_limit(theta)
-    _, theta_g = bn.nngp_ntk(x_all, None, 1, 2.0, 0.0)  # the encoder: one wide hidden layer
-    loop = dict(
-        steps=30,
-        center=True,
-        record_steps=[0, 30],
-        kernel_steps=[],
-        divergence_factor=1e3,
-        raise_on_divergence=True,
-        name="test",
-    )
+    _, theta = kernels.nngp_ntk(x[:30], None, 3, 2.0, 0.0, linear_layers=(1,))
+    lr = 0.1 * kernels.stability_limit(theta)
+    _, theta_g = kernels.nngp_ntk(x_all, None, 1, 2.0, 0.0)  # the encoder: one wide hidden layer
+    gd = GD(lr, 30, record_steps=(0, 30), kernel_steps=(), raise_on_divergence=True)
+    targets = networks.Targets(y[:30], y[30:], None, None)
     errors = {}
     for width in (8, 16384):
         per_seed = []
         for seed in range(2):
-            net = bn.NTKMLP(5, [width, 2, 64], 2, 2.0, 0.0, seed, torch.float64, linear_layers=(1,))
-            decoder = bn.NTKMLP(2, [64], 2, 2.0, 0.0, 0, torch.float64)
+            net = ntk_mlp(5, [width, 2, 64], 2, 2.0, 0.0, seed, torch.float64, linear_layers=(1,))
+            decoder = ntk_mlp(2, [64], 2, 2.0, 0.0, 0, torch.float64)
             with torch.no_grad():
-                _, pre = net(x_all, return_pre=True)
-                decoder.weights[0].copy_(net.weights[2])
-                decoder.weights[1].copy_(net.weights[3])
-            limit = bn._LimitSystem(decoder, pre[1], theta_g, 30, lr, 30)
-            finite = bn._FiniteSystem(net, x_all[:30], x_all[30:], 1, lr, 30)
-            a = bn._gd_loop(limit, y[:30], y[30:], None, None, **loop)
-            b = bn._gd_loop(finite, y[:30], y[30:], None, None, **loop)
+                _, _, pre = net.linear_io(x_all)
+                decoder.linears[0].weight.copy_(net.linears[2].weight)
+                decoder.linears[1].weight.copy_(net.linears[3].weight)
+            limit = networks._LimitSystem(decoder, pre[1].detach(), theta_g, 30, 30)
+            finite = networks._FiniteSystem(net, x_all[:30], x_all[30:], 1, 30)
+            a = networks.train(limit, targets, gd, "limit")
+            b = networks.train(finite, targets, gd, "finite")
             per_seed.append(np.max(np.abs(a.train_loss - b.train_loss) / b.train_loss))
             assert limit.z.sub(pre[1]).norm() > 0.02 * pre[1].norm()  # z really moves
         errors[width] = np.mean(per_seed)
@@ -276,27 +260,28 @@ def test_linear_cka_invariances_and_alignment():
     rng = np.random.default_rng(9)
     a = rng.standard_normal((30, 5))
     rotation, _ = np.linalg.qr(rng.standard_normal((5, 5)))
-    assert bn.linear_cka(a, 3.0 * a @ rotation + 2.0) == pytest.approx(1.0)
-    assert bn.linear_cka(a, rng.standard_normal((30, 5))) < 0.5
+    assert cka(a, 3.0 * a @ rotation + 2.0, "linear") == pytest.approx(1.0)
+    assert cka(a, rng.standard_normal((30, 5)), "linear") < 0.5
     labels = np.arange(30) % 3
     onehot = np.eye(3)[labels]
-    assert bn.target_alignment(onehot @ onehot.T, labels) == pytest.approx(1.0)
-    assert bn.relative_change(np.eye(2), 2 * np.eye(2)) == pytest.approx(1.0)
+    assert kernels.target_alignment(onehot @ onehot.T, labels) == pytest.approx(1.0)
+    assert kernels.relative_change(np.eye(2), 2 * np.eye(2)) == pytest.approx(1.0)
 
 
 # --- deep linear theory --------------------------------------------------------------------------
 
 
 def test_reduced_model_is_the_limit_of_wide_deep_linear_networks():
-    x, y = bn.ill_conditioned_task(64, 6, 10.0, "top", 2.0, seed=0)
+    x, y = linear.ill_conditioned_task(64, 6, 10.0, "top", 2.0, seed=0)
     steps, record, d = 60, range(0, 61, 10), 4
-    eta_a, eta_b = bn.linear_lrs(0.2, d, 6, 2, 2)
+    eta_a, eta_b = linear.linear_lrs(0.2, d, 6, 2, 2)
     errors = []
     for width in (128, 2048):
         per_seed = []
         for seed in range(3):
-            sim = bn.simulate_linear_net(x, y, width, d, 2, 2, 0.2, steps, seed, record)
-            red = bn.reduced_linear(x, y, sim["a0"], sim["b0"], eta_a, eta_b, steps, record)
+            net = linear.LinearNet(width, d, 2, 2)
+            sim = linear.simulate_linear_net(x, y, net, 0.2, steps, seed, record)
+            red = linear.reduced_linear(x, y, sim["a0"], sim["b0"], eta_a, eta_b, steps, record)
             gap = torch.linalg.norm(sim["product"] - red["product"], dim=(1, 2)).max()
             per_seed.append(float(gap / torch.linalg.norm(red["product"], dim=(1, 2)).max()))
         errors.append(np.mean(per_seed))
@@ -306,12 +291,12 @@ def test_reduced_model_is_the_limit_of_wide_deep_linear_networks():
 
 
 def test_linear_regression_closed_form_equals_gd():
-    x, y = bn.ill_conditioned_task(40, 5, 10.0, "low", 1.0, seed=1)
+    x, y = linear.ill_conditioned_task(40, 5, 10.0, "low", 1.0, seed=1)
     m0 = np.random.default_rng(2).standard_normal((1, 5))
     eta = 0.3
-    closed = bn.linear_regression_gd(x, y, m0, eta, 30)
+    closed = linear.linear_regression_gd(x, y, m0, eta, 30)
     # a two-factor model with a frozen identity factor is plain GD on M
-    red = bn.reduced_linear(x, y, m0, np.eye(5), eta, 0.0, 30)
+    red = linear.reduced_linear(x, y, m0, np.eye(5), eta, 0.0, 30)
     np.testing.assert_allclose(closed, red["loss"], rtol=1e-9)
 
 
@@ -328,7 +313,7 @@ def test_scalar_closed_form_ode_matches_the_two_factor_flow():
     tol = dict(rtol=1e-10, atol=1e-12)
     ab = solve_ivp(factors, (0, horizon), [a0, b0], dense_output=True, **tol)
     w = solve_ivp(
-        lambda _, w: bn.scalar_bottleneck_rhs(w, s, eta_a, eta_b, c),
+        lambda _, w: linear.scalar_bottleneck_rhs(w, s, eta_a, eta_b, c),
         (0, horizon),
         [a0 * b0],
         dense_output=True,
@@ -339,7 +324,7 @@ def test_scalar_closed_form_ode_matches_the_two_factor_flow():
     np.testing.assert_allclose(w.sol(times)[0], a_t * b_t, rtol=1e-6, atol=1e-8)
     # and the discrete reduced model with small steps approaches the flow
     eps = 1e-3
-    red = bn.reduced_linear(
+    red = linear.reduced_linear(
         [[1.0]],
         [[s]],
         [[a0]],
@@ -351,12 +336,13 @@ def test_scalar_closed_form_ode_matches_the_two_factor_flow():
     )
     assert float(red["product"][-1, 0, 0]) == pytest.approx(w.sol(horizon)[0], rel=1e-2)
     # without a bottleneck: exponential approach at rate η_A + η_B
-    lazy = solve_ivp(lambda _, w: bn.scalar_ntk_rhs(w, s, eta_a, eta_b), (0, 1.0), [0.0], **tol)
+    lazy = solve_ivp(lambda _, w: linear.scalar_ntk_rhs(w, s, eta_a, eta_b), (0, 1.0), [0.0], **tol)
     assert lazy.y[0, -1] == pytest.approx(s * (1 - math.exp(-(eta_a + eta_b))), rel=1e-7)
 
 
 def test_linear_study_tables():
-    tables = bn.run_linear_study([1], width=64, steps=50, n=32, dim=4, curve_points=5)
+    settings = LinearSettings(bottlenecks=[1], width=64, steps=50, n=32, dim=4, curve_points=5)
+    tables = linear.run_linear_study(settings)
     summary = tables["linear_summary"]
     assert set(summary.variant) == {"ntk", "reduced", "simulated"}
     assert set(summary.target) == {"top", "low"}
@@ -364,312 +350,17 @@ def test_linear_study_tables():
 
 
 def test_every_figure_draws_from_the_tables(tmp_path):
-    from widthlab.plots import bottleneck as plots
+    from widthlab.bottleneck import figures as plots
     from widthlab.plots import save
 
     x = _inputs(40, 5, 10)
     labels = np.arange(40) % 3
-    tables = bn.run_study(
-        x[:25],
-        labels[:25],
-        x[25:],
-        labels[25:],
-        widths=[16, 32],
-        bottlenecks=[1, 4],
-        depth=3,
-        lr=None,
-        steps=10,
-        seeds=[0],
-        curve_points=4,
-        kernel_subset=10,
+    plan = measure.StudyPlan(
+        [16, 32], [1, 4], 3, 10, [0], curve_points=4, kernel_subset=10, limit_decoder_width=8
     )
-    tables.update(bn.run_linear_study([1], width=16, steps=10, n=16, dim=3, curve_points=4))
+    tables = measure.run_study(Task(x[:25], labels[:25], x[25:], labels[25:]), plan)
+    small = LinearSettings(bottlenecks=[1], width=16, steps=10, n=16, dim=3, curve_points=4)
+    tables.update(linear.run_linear_study(small))
     for name, draw in {**plots.FIGURES, **plots.LINEAR_FIGURES}.items():
         path = save(draw(tables), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, path
-
-
-# --- the stage: settings, parts, effects, headline ----------------------------------------------
-
-
-SECTION = {
-    "dataset": "digits",
-    "n_train": 30,
-    "n_test": 12,
-    "depth": 3,
-    "sigma_w2": 2.0,
-    "sigma_b2": 0.0,
-    "lr": None,
-    "lr_fraction": 0.5,
-    "steps": 12,
-    "threshold_fraction": 0.2,
-    "widths": [16, 32],
-    "finite_max_width": 16,
-    "bottlenecks": [1, 3],
-    "limit_decoder_width": 8,
-    "seeds": [0, 1],
-    "kernel_subset": 10,
-    "curve_points": 4,
-    "regimes": {
-        "classes": {"target": "onehot"},
-        "low": {"target": "pc", "component": 3, "steps": 9},
-    },
-    "linear": {"enabled": True, "width": 8},
-}
-
-
-def test_job_settings_hold_only_what_each_part_depends_on():
-    assert bn.job_names(SECTION, "classes") == ["ntk", "w16", "w32", "limit"]
-    ntk = bn.job_settings(SECTION, "classes", "ntk")
-    assert "width" not in ntk and "bottlenecks" not in ntk and "decoder_width" not in ntk
-    assert ntk["target"] == "onehot" and ntk["component"] == 0 and ntk["regime"] == "classes"
-    # another width or k list leaves the NTK job (and the other widths) untouched
-    other = {**SECTION, "widths": [16, 64], "bottlenecks": [2]}
-    assert bn.job_settings(other, "classes", "ntk") == ntk
-    assert bn.job_settings(other, "classes", "w16")["width"] == 16
-    w16, w32 = (bn.job_settings(SECTION, "classes", j) for j in ("w16", "w32"))
-    assert w16["finite"] and not w32["finite"]  # finite_max_width = 16
-    assert bn.job_settings(SECTION, "classes", "limit")["decoder_width"] == 8
-    low = bn.job_settings(SECTION, "low", "w16")
-    assert (low["steps"], low["component"], low["target"]) == (9, 3, "pc")  # regime overrides
-    with pytest.raises(KeyError, match="no regime 'nope'"):
-        bn.job_settings(SECTION, "nope", "ntk")
-    with pytest.raises(ValueError, match="unknown bottleneck job 'w1x'"):
-        bn.job_settings(SECTION, "classes", "w1x")
-    assert bn.job_names({**SECTION, "limit_decoder_width": 0}, "low") == ["ntk", "w16", "w32"]
-
-
-def test_prepare_task_targets_and_bad_sizes():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((40, 1, 2, 3)) * np.arange(1, 7).reshape(1, 1, 2, 3)
-    labels = np.arange(40) % 4
-    xtr, ytr, xte, yte = bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 20, 5, "pc", 0)
-    assert xtr.shape == (20, 6) and xte.shape == (5, 6)
-    # the top principal component of the kept inputs, standardised on the training split
-    centred = xtr - xtr.mean(0)
-    top = np.linalg.svd(centred, full_matrices=False)[2][0]
-    proj = centred @ top
-    assert abs(np.corrcoef(proj, ytr[:, 0])[0, 1]) == pytest.approx(1.0)
-    assert ytr.std() == pytest.approx(1.0)
-    _, y_lab, _, _ = bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 20, 5)
-    np.testing.assert_array_equal(y_lab, labels[:20])
-    with pytest.raises(ValueError, match="n_train=31 is not in 1..30"):
-        bn.prepare_task(x[:30], labels[:30], x[30:], labels[30:], 31, 5)
-
-
-def test_the_parts_of_the_study_equal_the_whole_study():
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((44, 1, 2, 3)).astype(np.float32)
-    labels = np.arange(44) % 3
-    arrays = (x[:32], labels[:32], x[32:], labels[32:])
-    section = {**SECTION, "widths": [16], "regimes": {"classes": {}}}
-    parts = [
-        bn.run_job(arrays, bn.job_settings(section, "classes", job), job)
-        for job in bn.job_names(section, "classes")
-    ]
-    runs = pd.concat([p["summary"] for p in parts], ignore_index=True)
-    xtr, ytr, xte, yte = bn.prepare_task(*arrays, 30, 12)
-    whole = bn.run_study(
-        xtr,
-        ytr,
-        xte,
-        yte,
-        [16],
-        [1, 3],
-        3,
-        None,
-        12,
-        [0, 1],
-        lr_fraction=0.5,
-        threshold_fraction=0.2,
-        kernel_subset=10,
-        curve_points=4,
-        finite_max_width=16,
-        limit_decoder_width=8,
-    )["summary"]
-    assert list(runs.columns) == ["regime", *bn.SUMMARY_COLUMNS]
-    keys = ["variant", "width", "k", "seed"]
-    got = runs.drop(columns=["regime", "seconds"]).sort_values(keys).reset_index(drop=True)
-    want = whole.drop(columns="seconds").sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, want)
-
-
-def test_first_step_below_and_the_closed_form_beyond_the_horizon():
-    losses = 5.0 * 0.9 ** np.arange(400)
-    assert bn.first_step_below(lambda t: losses[t], 0.3, 399) == float(np.argmax(losses <= 0.3))
-    assert math.isnan(bn.first_step_below(lambda t: losses[t], 1e-30, 399))
-    x, y = bn.ill_conditioned_task(30, 4, 50.0, "low", 1.0, seed=2)
-    m0 = np.random.default_rng([2, 1]).standard_normal((1, 4)) / 2  # as run_linear_study
-    every = bn.linear_regression_gd(x, y, m0, 0.05, 40000)
-    at = bn.linear_regression_gd(x, y, m0, 0.05, 0, at=[7, 3999])
-    np.testing.assert_allclose(at, every[[7, 3999]], rtol=1e-10, atol=1e-15)
-    threshold = 1e-3 * 0.5 * float((y**2).mean())
-    brute = float(np.argmax(every <= threshold))
-    assert 20 < brute < 39999  # far beyond the 20 simulated steps below
-    # η_NTK = lr · (2 + 2 layers) / d₀ = lr
-    tables = bn.run_linear_study(
-        [1],
-        width=8,
-        steps=20,
-        n=30,
-        dim=4,
-        condition=50.0,
-        targets=["low"],
-        lr=0.05,
-        seeds=[2],
-        simulate=False,
-        threshold_fraction=1e-3,
-    )
-    ntk = tables["linear_summary"].set_index("variant").loc["ntk"]
-    assert ntk.steps_to_threshold == brute
-
-
-def _runs(speedups_by_k, ntk_steps=100.0, seeds=(0, 1, 2), rep=0.3, gain=0.1):
-    """A hand-built runs table: bottleneck width 64 reaches the threshold at ntk/speedup."""
-    rows = [
-        dict(
-            regime="r",
-            variant="ntk",
-            width=pd.NA,
-            k=pd.NA,
-            seed=0,
-            threshold=0.01,
-            steps_to_threshold=ntk_steps,
-            final_test_loss=0.2,
-            final_test_acc=np.nan,
-            alignment_init=0.5,
-            alignment_trained=0.5,
-            cka_init_trained=1.0,
-            kernel_change=0.0,
-        )
-    ]
-    for k, speedups in speedups_by_k.items():
-        for seed, s in zip(seeds, speedups, strict=True):
-            rows.append(
-                dict(
-                    regime="r",
-                    variant="bottleneck",
-                    width=64,
-                    k=k,
-                    seed=seed,
-                    threshold=0.01,
-                    steps_to_threshold=ntk_steps / s if s else np.nan,
-                    final_test_loss=0.1 * (1 + seed),
-                    final_test_acc=np.nan,
-                    alignment_init=0.2,
-                    alignment_trained=0.2 + gain / k + 0.01 * seed,
-                    cka_init_trained=1 - rep / k - 0.01 * seed,
-                    kernel_change=0.5 / k,
-                )
-            )
-    return pd.DataFrame(rows).reindex(columns=["regime", *bn.SUMMARY_COLUMNS])
-
-
-def test_run_metrics_and_effects_against_hand_computation():
-    runs = bn.add_run_metrics(_runs({1: [2.0, 2.5, 4.0], 4: [0.5, 0.5, 0.5]}))
-    b1 = runs[(runs.variant == "bottleneck") & (runs.k == 1)]
-    np.testing.assert_allclose(b1.speedup, [2.0, 2.5, 4.0])
-    np.testing.assert_allclose(b1.test_loss_ratio, [0.5, 1.0, 1.5])
-    np.testing.assert_allclose(b1.representation_change, [0.3, 0.31, 0.32])
-    effects = bn.effects_table(runs)
-    assert list(effects.columns) == bn.EFFECT_COLUMNS
-    row = effects[(effects.k == 1) & (effects.metric == "speedup")].iloc[0]
-    values = np.array([2.0, 2.5, 4.0])
-    half = 4.302652729911275 * values.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
-    assert row.n == 3 and row["mean"] == pytest.approx(values.mean())
-    assert (row.ci_low, row.ci_high) == pytest.approx((values.mean() - half, values.mean() + half))
-
-
-def test_headline_rules():
-    from widthlab.headline import HEADLINE_COLUMNS, VERDICTS
-
-    fast = bn.headline(_runs({1: [2.0, 2.2, 2.4], 4: [1.1, 0.9, 1.0]}))
-    assert list(fast.columns) == HEADLINE_COLUMNS and set(fast.holds) <= set(VERDICTS)
-    accel = fast.iloc[0]
-    assert accel.holds == "yes" and accel.value == pytest.approx(2.2) and accel.n == 3
-    assert "best k=1" in accel.detail
-    assert fast.iloc[1].holds == "yes"  # 1 − CKA ≈ 0.31 > tolerance at the smallest k
-    assert fast.iloc[2].holds == "yes"  # alignment gain 0.1..0.12 > 0
-    assert fast.iloc[3].holds == "yes"  # kernel change 0.5 → 0.125 falls with k
-    assert fast.iloc[4].holds == "no"  # test-loss ratios 0.5, 1, 1.5: the mean 1 is not < 1
-    assert all(claim.startswith("[r] ") for claim in fast.claim)
-    slow = bn.headline(_runs({1: [0.5, 0.6, 0.7], 4: [np.nan, 0.9, 0.8]}, rep=0.0, gain=-0.1))
-    assert slow.iloc[0].holds == "no" and "k=4: 0.85 (2 of 3 seeds)" in slow.iloc[0].detail
-    assert slow.iloc[1].holds == "no" and slow.iloc[2].holds == "no"
-    one_seed = bn.headline(_runs({1: [3.0]}, seeds=(0,)))
-    assert one_seed.iloc[0].holds == "partly" and math.isnan(one_seed.iloc[0].ci_low)
-    assert one_seed.iloc[3].holds == "n/a"  # one k: no trend to judge
-    never = bn.headline(_runs({1: [2.0, 2.0, 2.0]}, ntk_steps=np.nan))
-    assert never.iloc[0].holds == "n/a"
-
-
-def test_linear_headline_rules():
-    rows = []
-    for target, ntk, red in (("low", 400.0, 100.0), ("top", 100.0, 300.0)):
-        for variant, k, width, steps, err in (
-            ("ntk", pd.NA, pd.NA, ntk, np.nan),
-            ("reduced", 2, pd.NA, red, np.nan),
-            ("simulated", 2, 100, red, 0.15),
-        ):
-            rows.append(
-                dict(
-                    target=target,
-                    variant=variant,
-                    k=k,
-                    width=width,
-                    seed=0,
-                    steps_to_threshold=steps,
-                    max_rel_error=err,
-                )
-            )
-    table = bn.headline(_runs({1: [2.0]}, seeds=(0,)), pd.DataFrame(rows))
-    low, top, theory = table.iloc[-3], table.iloc[-2], table.iloc[-1]
-    assert "low-variance" in low.claim and low.value == 4.0 and low.holds == "partly"
-    assert top.value == pytest.approx(1 / 3) and top.holds == "no"
-    assert theory.holds == "yes"  # 0.15 < 2/√100
-    rows[-1]["max_rel_error"] = 0.3  # median 0.225 and max above 2/√100
-    assert bn.headline(_runs({1: [2.0]}, seeds=(0,)), pd.DataFrame(rows)).iloc[-1].holds == "no"
-
-
-def test_figures_of_one_regime_from_the_tagged_tables(tmp_path):
-    from widthlab.plots import bottleneck as plots
-
-    x = _inputs(30, 4, 11)
-    labels = np.arange(30) % 2
-    parts = []
-    for regime in ("a", "b"):
-        tables = bn.run_study(
-            x[:20],
-            labels[:20],
-            x[20:],
-            labels[20:],
-            [8],
-            [2],
-            3,
-            None,
-            5,
-            [0],
-            curve_points=3,
-            kernel_subset=8,
-        )
-        parts.append(bn.tag_regime(tables, regime))
-    tagged = {name: pd.concat([p[name] for p in parts]) for name in ("curves", "kernel", "summary")}
-    drawers = plots.figures_of_regime(tagged, "b")
-    assert set(drawers) == set(plots.FIGURES)
-    fig = drawers["steps_to_threshold"]()
-    assert fig._suptitle.get_text().startswith("[b]")
-    with pytest.raises(ValueError, match="no rows of regime 'c'"):
-        plots.figures_of_regime(tagged, "c")
-
-
-def test_the_attribution_row_compares_with_the_same_width_without_bottleneck():
-    runs = _runs({1: [2.0, 2.0, 2.0], 4: [1.5, 1.5, 1.5]})
-    finite = runs[runs.variant == "bottleneck"].head(3).copy()
-    finite["variant"], finite["k"] = "finite", pd.NA
-    finite["steps_to_threshold"] = [100.0, 80.0, np.nan]  # NTK 100 steps; best k=1 takes 50
-    table = bn.headline(pd.concat([runs, finite], ignore_index=True))
-    row = table.iloc[1]
-    assert "same width without one" in row.claim and row.n == 2  # the NaN pair is left out
-    assert row.value == pytest.approx((2.0 + 1.6) / 2)
-    assert row.holds == "partly"  # two pairs: t_{0.975,1} = 12.7 makes the interval include 1
-    assert len(table) == 6

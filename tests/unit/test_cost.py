@@ -105,7 +105,7 @@ def test_training_hours_agree_with_the_configs_stated_gpu_hours(path):
 
 
 def test_bottleneck_study_hours_agree_with_its_config():
-    from widthlab import bottleneck_jobs
+    from widthlab.bottleneck import jobs as bottleneck_jobs
 
     path = REPO / "configs" / "bottleneck_gpu.yaml"
     stated = float(re.search(r"≈ ([0-9.]+) GPU-hour", path.read_text())[1])

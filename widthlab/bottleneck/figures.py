@@ -1,9 +1,12 @@
 """Figures of the bottleneck stage (Littwin et al. 2021), drawn only from its tables.
 
-Each function takes the tables of :func:`widthlab.bottleneck.run_study` (``curves``,
-``summary``, ``kernel``) or :func:`widthlab.bottleneck.run_linear_study` (``linear_curves``,
-``linear_summary``) and returns a matplotlib figure; :data:`FIGURES` names them for the stage.
-The exact NTK has no width and no k (NA in the tables); it is drawn as a black reference.
+Each function takes the tables of :func:`widthlab.bottleneck.measure.run_study` (``curves``,
+``summary``, ``kernel``) or :func:`widthlab.bottleneck.linear.run_linear_study`
+(``linear_curves``, ``linear_summary``) and returns a matplotlib figure; :data:`FIGURES` names
+them for the stage. The exact NTK has no width and no k (NA in the tables); it is drawn as a
+black reference. The steps-to-threshold figure shows both step rules side by side; the others
+show the ``own`` rule (every variant at the same fraction of its own stability limit), the one
+the headline rows use.
 """
 
 from __future__ import annotations
@@ -80,7 +83,10 @@ def loss_curves(tables: dict) -> plt.Figure:
                 ax.set_ylabel(f"{split} loss")
     handles, labels = axes[0, -1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle("Training with a bottleneck vs the infinite-width NTK (same step size)")
+    fig.suptitle(
+        "Training with a bottleneck vs the infinite-width NTK (each at the same fraction of its "
+        "own stability limit)"
+    )
     fig.tight_layout()
     return fig
 
@@ -143,15 +149,22 @@ def _vs_k(ax, summary: pd.DataFrame, column: str, ylabel: str, logy: bool = Fals
 
 
 def steps_to_threshold(tables: dict) -> plt.Figure:
-    """Steps to the absolute loss threshold vs k (one line per width) and the NTK's; runs that
-    never reached it (or diverged) are left out of the mean and counted in the title."""
+    """Steps to the absolute loss threshold vs k (one line per width) and the NTK's, under both
+    step rules (left: the NTK's step for every variant; right: each at the same fraction of its
+    own stability limit); runs that never reached it (or diverged) are left out of the mean and
+    counted in the panel's title."""
     use_style()
     summary = tables["summary"]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    _vs_k(ax, summary, "steps_to_threshold", "steps to threshold", logy=True)
-    missed = int(summary.steps_to_threshold.isna().sum())
+    rules = [r for r in ("common", "own") if r in set(summary.step_rule)]
+    fig, axes = plt.subplots(1, len(rules), figsize=(5 * len(rules), 3.6), squeeze=False)
+    for ax, rule in zip(axes[0], rules, strict=True):
+        rows = summary[summary.step_rule == rule]
+        _vs_k(ax, rows, "steps_to_threshold", "steps to threshold", logy=True)
+        missed = int(rows.steps_to_threshold.isna().sum())
+        label = "the NTK's step" if rule == "common" else "own stability limit × lr_fraction"
+        ax.set_title(f"{label} (never reached: {missed})", fontsize="small")
     threshold = float(summary.threshold.iloc[0])
-    ax.set_title(f"train loss ≤ {threshold:.3g} (runs that never got there: {missed})")
+    fig.suptitle(f"steps to train loss ≤ {threshold:.3g}")
     fig.tight_layout()
     return fig
 
@@ -282,15 +295,20 @@ FIGURES = {
     "kernel_dynamics": kernel_dynamics,
 }
 LINEAR_FIGURES = {"linear_curves": linear_curves}
+#: the figures drawn from both step rules' rows (the others: the ``own`` rule's)
+BOTH_RULES = ("steps_to_threshold",)
 
 
-def regime_tables(tables: dict, regime: str) -> dict:
+def regime_tables(tables: dict, regime: str, rule: str | None = "own") -> dict:
     """The rows of one regime of the stage's summary tables (``curves``, ``kernel``,
-    ``summary``), without the ``regime`` column: what the figures above take."""
+    ``summary``), without the ``regime`` column, of one step rule (None: both)."""
     part = {}
     for name in ("curves", "kernel", "summary"):
         table = tables[name]
-        part[name] = table[table.regime == regime].drop(columns="regime")
+        keep = table.regime == regime
+        if rule is not None and "step_rule" in table:
+            keep &= table.step_rule == rule
+        part[name] = table[keep].drop(columns="regime")
     if part["summary"].empty:
         raise ValueError(f"the bottleneck tables have no rows of regime {regime!r}")
     return part
@@ -307,5 +325,8 @@ def figures_of_regime(tables: dict, regime: str) -> dict:
         fig.tight_layout()
         return fig
 
-    part = regime_tables(tables, regime)
-    return {name: functools.partial(titled, draw, part) for name, draw in FIGURES.items()}
+    own, both = regime_tables(tables, regime), regime_tables(tables, regime, None)
+    return {
+        name: functools.partial(titled, draw, both if name in BOTH_RULES else own)
+        for name, draw in FIGURES.items()
+    }
