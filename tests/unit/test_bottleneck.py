@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
-from widthlab.bottleneck import kernels, linear, measure, networks
+from widthlab.bottleneck import jobs, kernels, linear, measure, networks
 from widthlab.bottleneck.networks import GD, Init, Task
-from widthlab.bottleneck.settings import CURVE_COLUMNS, SUMMARY_COLUMNS, LinearSettings
+from widthlab.bottleneck.settings import CURVE_COLUMNS, SUMMARY_COLUMNS, JobSettings, LinearSettings
 from widthlab.cka import cka
 from widthlab.models import ntk_mlp
 
@@ -364,3 +365,237 @@ def test_every_figure_draws_from_the_tables(tmp_path):
     for name, draw in {**plots.FIGURES, **plots.LINEAR_FIGURES}.items():
         path = save(draw(tables), str(tmp_path / f"{name}.png"))
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, path
+
+
+# --- every output pair of the empirical NTK, and each network's own stability limit --------------
+
+
+def _slow_full_ntk(model, x):
+    """Θ_(c,i),(c',j) = ⟨∂f_c(x_i)/∂θ, ∂f_c'(x_j)/∂θ⟩ from the whole Jacobian (test reference)."""
+    from torch.func import functional_call, jacrev
+
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    jac = jacrev(lambda p: functional_call(model, p, (x,)))(params)  # name → N × C × shape
+    flat = torch.cat([j.reshape(len(x), j.shape[1], -1) for j in jac.values()], dim=2)
+    flat = flat.transpose(0, 1).reshape(-1, flat.shape[2])  # output-major rows (c, i)
+    return (flat @ flat.T).double()
+
+
+def test_the_full_empirical_ntk_is_the_jacobian_outer_product():
+    x = torch.as_tensor(_inputs(6, 5, 12))
+    net = ntk_mlp(5, [7, 2, 9], 3, 2.0, 0.3, seed=2, dtype=torch.float64, linear_layers=(1,))
+    full = networks.mlp_empirical_ntk(net, x, full=True)
+    np.testing.assert_allclose(full.numpy(), _slow_full_ntk(net, x).numpy(), rtol=1e-10)
+    # a k = 2 bottleneck: the cross-output blocks do not vanish, the averaged kernel is their
+    # diagonal blocks' mean
+    blocks = full.reshape(3, 6, 3, 6)
+    assert float(blocks[0, :, 1].abs().max()) > 1e-3 * float(blocks[0, :, 0].abs().max())
+    averaged = torch.stack([blocks[c, :, c] for c in range(3)]).mean(0)
+    np.testing.assert_allclose(networks.mlp_empirical_ntk(net, x).numpy(), averaged.numpy())
+
+
+def test_a_linear_model_has_the_closed_form_stability_limit_and_diverges_just_above_it():
+    """No hidden layer: f = σ_w W x / √d is linear in W, its NTK is σ_w² x·x′/d for every
+    output (no cross terms): the limit is 2N d / (σ_w² λ_max(X Xᵀ)), and GD on the residual is
+    exactly r ← (I − ηΘ/N) r."""
+    x = _inputs(10, 4, 13)
+    y = np.random.default_rng(14).standard_normal((10, 2))
+    task = Task(x[:8], y[:8], x[8:], y[8:])
+    init = Init(seed=0, sigma_w2=1.5, dtype=torch.float64)
+    system = networks.finite_system(task, [], init, layer=0)
+    xtr = x[:8]
+    closed = 2 * 8 * 4 / (1.5 * np.linalg.eigvalsh(xtr @ xtr.T)[-1])
+    assert networks.own_stability_limit(system) == pytest.approx(closed, rel=1e-10)
+    below = networks.train_finite(task, [], init, GD(0.98 * closed, 400), layer=0)
+    above = networks.train_finite(task, [], init, GD(1.02 * closed, 400), layer=0)
+    assert np.isnan(below.summary["diverged_at"]) and below.train_loss[-1] < below.train_loss[0]
+    assert not np.isnan(above.summary["diverged_at"])
+
+
+@pytest.mark.parametrize("variant", ["finite", "limit"])
+def test_the_full_kernel_is_what_one_small_gd_step_moves_the_outputs_by(variant):
+    """First order in η: f(θ − η∇L) − f(θ) = −(η/N) Θ r with r = f − y over all training
+    points and outputs — the kernel whose λ_max sets each network's own stability limit."""
+    x = _inputs(14, 5, 15)
+    y = np.random.default_rng(16).standard_normal((14, 3))
+    task = Task(x[:10], y[:10], x[10:], y[10:])
+    init = Init(seed=1, dtype=torch.float64)
+    if variant == "finite":
+        system = networks.finite_system(task, [16, 2, 16], init, linear_layers=(1,))
+    else:
+        system = networks.limit_system(task, 3, 2, 16, init)
+    theta = system.full_ntk()
+    targets = networks.Targets.of(task, init)
+    eta = 1e-6
+    system.start(eta)
+    before = system.train_out()
+    residual = before.detach() - targets.train
+    system.step(0.5 * ((before - targets.train) ** 2).sum(1).mean())
+    with torch.no_grad():
+        moved = (system.train_out() - before.detach()).T.reshape(-1)  # output-major
+    predicted = -(eta / 10) * theta @ residual.T.reshape(-1).double()
+    np.testing.assert_allclose(moved.numpy(), predicted.numpy(), rtol=2e-4, atol=1e-12)
+
+
+# --- the stage: job settings, tasks, parts -------------------------------------------------------
+
+
+SECTION = {
+    "dataset": "digits",
+    "n_train": 30,
+    "n_test": 12,
+    "depth": 3,
+    "sigma_w2": 2.0,
+    "sigma_b2": 0.0,
+    "lr": None,
+    "lr_fraction": 0.5,
+    "steps": 12,
+    "threshold_fraction": 0.2,
+    "widths": [16, 32],
+    "finite_max_width": 16,
+    "bottlenecks": [1, 3],
+    "limit_decoder_width": 8,
+    "seeds": [0, 1],
+    "kernel_subset": 10,
+    "curve_points": 4,
+    "regimes": {
+        "classes": {"target": "onehot"},
+        "low": {"target": "pc", "component": 3, "steps": 9},
+    },
+    "linear": {"enabled": True, "width": 8},
+}
+
+
+def test_job_settings_hold_only_what_each_part_depends_on():
+    assert jobs.job_names(SECTION, "classes") == ["ntk", "w16", "w32", "limit"]
+    ntk = jobs.job_settings(SECTION, "classes", "ntk")
+    assert "width" not in ntk and "bottlenecks" not in ntk and "decoder_width" not in ntk
+    assert ntk["target"] == "onehot" and ntk["component"] == 0 and ntk["regime"] == "classes"
+    # another width or k list leaves the NTK job (and the other widths) untouched
+    other = {**SECTION, "widths": [16, 64], "bottlenecks": [2]}
+    assert jobs.job_settings(other, "classes", "ntk") == ntk
+    assert jobs.job_settings(other, "classes", "w16")["width"] == 16
+    w16, w32 = (jobs.job_settings(SECTION, "classes", j) for j in ("w16", "w32"))
+    assert w16["finite"] and not w32["finite"]  # finite_max_width = 16
+    assert jobs.job_settings(SECTION, "classes", "limit")["decoder_width"] == 8
+    low = jobs.job_settings(SECTION, "low", "w16")
+    assert (low["steps"], low["component"], low["target"]) == (9, 3, "pc")  # regime overrides
+    settings = JobSettings.from_dict(low, "w16")
+    assert settings.variants == ("finite", "bottleneck") and settings.bottlenecks == (1, 3)
+    with pytest.raises(KeyError, match="no regime 'nope'"):
+        jobs.job_settings(SECTION, "nope", "ntk")
+    with pytest.raises(ValueError, match="unknown bottleneck job 'w1x'"):
+        jobs.job_settings(SECTION, "classes", "w1x")
+    assert jobs.job_names({**SECTION, "limit_decoder_width": 0}, "low") == ["ntk", "w16", "w32"]
+
+
+def _job(**changes) -> JobSettings:
+    return JobSettings("ntk", "r", n_train=20, n_test=5, **changes)
+
+
+def test_prepare_task_targets_and_bad_sizes():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 1, 2, 3)) * np.arange(1, 7).reshape(1, 1, 2, 3)
+    labels = np.arange(40) % 4
+    arrays = (x[:30], labels[:30], x[30:], labels[30:])
+    task = measure.prepare_task(arrays, _job(target="pc", component=0))
+    xtr, ytr = task.x_train, task.y_train
+    assert xtr.shape == (20, 6) and task.x_test.shape == (5, 6)
+    # the top principal component of the kept inputs, standardised on the training split
+    centred = xtr - xtr.mean(0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][0]
+    proj = centred @ top
+    assert abs(np.corrcoef(proj, ytr[:, 0])[0, 1]) == pytest.approx(1.0)
+    assert ytr.std() == pytest.approx(1.0)
+    np.testing.assert_array_equal(measure.prepare_task(arrays, _job()).y_train, labels[:20])
+    with pytest.raises(ValueError, match="n_train=31 is not in 1..30"):
+        measure.prepare_task(arrays, JobSettings("ntk", "r", n_train=31, n_test=5))
+
+
+def test_the_parts_of_the_study_equal_the_whole_study():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((44, 1, 2, 3)).astype(np.float32)
+    labels = np.arange(44) % 3
+    arrays = (x[:32], labels[:32], x[32:], labels[32:])
+    section = {**SECTION, "widths": [16], "regimes": {"classes": {}}}
+    parts = []
+    for job in jobs.job_names(section, "classes"):
+        settings = JobSettings.from_dict(jobs.job_settings(section, "classes", job), job)
+        parts.append(measure.run_job(arrays, settings))
+    runs = pd.concat([p["summary"] for p in parts], ignore_index=True)
+    task = measure.prepare_task(arrays, JobSettings("ntk", "classes", n_train=30, n_test=12))
+    plan = measure.StudyPlan(
+        [16],
+        [1, 3],
+        3,
+        12,
+        [0, 1],
+        lr_fraction=0.5,
+        threshold_fraction=0.2,
+        kernel_subset=10,
+        curve_points=4,
+        finite_max_width=16,
+        limit_decoder_width=8,
+    )
+    whole = measure.run_study(task, plan)["summary"]
+    assert list(runs.columns) == ["regime", *SUMMARY_COLUMNS]
+    keys = ["variant", "width", "k", "seed", "step_rule"]
+    got = runs.drop(columns=["regime", "seconds"]).sort_values(keys).reset_index(drop=True)
+    want = whole.drop(columns="seconds").sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    # the own step is lr_fraction × each run's own limit; the common one the NTK's for all
+    own = want[want.step_rule == "own"]
+    np.testing.assert_allclose(own.lr, 0.5 * own.stability_limit)
+    common = want[want.step_rule == "common"]
+    ntk_limit = common[common.variant == "ntk"].stability_limit.item()
+    np.testing.assert_allclose(common.lr, 0.5 * ntk_limit)
+
+
+def test_first_step_below_and_the_closed_form_beyond_the_horizon():
+    losses = 5.0 * 0.9 ** np.arange(400)
+    assert kernels.first_step_below(lambda t: losses[t], 0.3, 399) == float(
+        np.argmax(losses <= 0.3)
+    )
+    assert math.isnan(kernels.first_step_below(lambda t: losses[t], 1e-30, 399))
+    x, y = linear.ill_conditioned_task(30, 4, 50.0, "low", 1.0, seed=2)
+    m0 = np.random.default_rng([2, 1]).standard_normal((1, 4)) / 2  # as run_linear_study
+    every = linear.linear_regression_gd(x, y, m0, 0.05, 40000)
+    at = linear.linear_regression_gd(x, y, m0, 0.05, 0, at=[7, 3999])
+    np.testing.assert_allclose(at, every[[7, 3999]], rtol=1e-10, atol=1e-15)
+    threshold = 1e-3 * 0.5 * float((y**2).mean())
+    brute = float(np.argmax(every <= threshold))
+    assert 20 < brute < 39999  # far beyond the 20 simulated steps below
+    # η_NTK = lr · (2 + 2 layers) / d₀ = lr
+    settings = LinearSettings(
+        bottlenecks=[1],
+        width=8,
+        steps=20,
+        n=30,
+        dim=4,
+        condition=50.0,
+        targets=["low"],
+        lr=0.05,
+        seeds=[2],
+        simulate=False,
+        threshold_fraction=1e-3,
+    )
+    ntk = linear.run_linear_study(settings)["linear_summary"].set_index("variant").loc["ntk"]
+    assert ntk.steps_to_threshold == brute
+
+
+def test_figures_of_one_regime_from_the_tagged_tables():
+    from widthlab.bottleneck import figures as plots
+
+    x = _inputs(30, 4, 11)
+    labels = np.arange(30) % 2
+    task = Task(x[:20], labels[:20], x[20:], labels[20:])
+    plan = measure.StudyPlan([8], [2], 3, 5, [0], curve_points=3, kernel_subset=8)
+    parts = [measure.tag_regime(measure.run_study(task, plan), r) for r in ("a", "b")]
+    tagged = {name: pd.concat([p[name] for p in parts]) for name in ("curves", "kernel", "summary")}
+    drawers = plots.figures_of_regime(tagged, "b")
+    assert set(drawers) == set(plots.FIGURES)
+    fig = drawers["steps_to_threshold"]()
+    assert fig._suptitle.get_text().startswith("[b]")
+    assert len(fig.axes) == 2  # both step rules
+    with pytest.raises(ValueError, match="no rows of regime 'c'"):
+        plots.figures_of_regime(tagged, "c")
