@@ -490,7 +490,7 @@ def test_job_settings_hold_only_what_each_part_depends_on():
 
 
 def _job(**changes) -> JobSettings:
-    return JobSettings("ntk", "r", n_train=20, n_test=5, **changes)
+    return JobSettings(job="ntk", regime="r", n_train=20, n_test=5, **changes)
 
 
 def test_prepare_task_targets_and_bad_sizes():
@@ -509,7 +509,7 @@ def test_prepare_task_targets_and_bad_sizes():
     assert ytr.std() == pytest.approx(1.0)
     np.testing.assert_array_equal(measure.prepare_task(arrays, _job()).y_train, labels[:20])
     with pytest.raises(ValueError, match="n_train=31 is not in 1..30"):
-        measure.prepare_task(arrays, JobSettings("ntk", "r", n_train=31, n_test=5))
+        measure.prepare_task(arrays, JobSettings(job="ntk", regime="r", n_train=31, n_test=5))
 
 
 def test_the_parts_of_the_study_equal_the_whole_study():
@@ -523,7 +523,9 @@ def test_the_parts_of_the_study_equal_the_whole_study():
         settings = JobSettings.from_dict(jobs.job_settings(section, "classes", job), job)
         parts.append(measure.run_job(arrays, settings))
     runs = pd.concat([p["summary"] for p in parts], ignore_index=True)
-    task = measure.prepare_task(arrays, JobSettings("ntk", "classes", n_train=30, n_test=12))
+    task = measure.prepare_task(
+        arrays, JobSettings(job="ntk", regime="classes", n_train=30, n_test=12)
+    )
     plan = measure.StudyPlan(
         [16],
         [1, 3],

@@ -242,38 +242,15 @@ def test_the_row_that_read_yes_from_two_seeds_now_needs_three():
 
 
 def _linear(ntk, reduced, errors, width=100):
+    columns = ["variant", "k", "width", "seed", "steps_to_threshold", "max_rel_error"]
     rows = []
     for seed, (n, r, e) in enumerate(zip(ntk, reduced, errors, strict=True)):
         rows += [
-            dict(
-                target="low",
-                variant="ntk",
-                k=pd.NA,
-                width=pd.NA,
-                seed=seed,
-                steps_to_threshold=n,
-                max_rel_error=np.nan,
-            ),
-            dict(
-                target="low",
-                variant="reduced",
-                k=1,
-                width=pd.NA,
-                seed=seed,
-                steps_to_threshold=r,
-                max_rel_error=np.nan,
-            ),
-            dict(
-                target="low",
-                variant="simulated",
-                k=1,
-                width=width,
-                seed=seed,
-                steps_to_threshold=r,
-                max_rel_error=e,
-            ),
+            ("ntk", pd.NA, pd.NA, seed, n, np.nan),
+            ("reduced", 1, pd.NA, seed, r, np.nan),
+            ("simulated", 1, width, seed, r, e),
         ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns).assign(target="low")
 
 
 def test_linear_rows():

@@ -79,9 +79,10 @@ class LinearSettings:
         return cls(**{k: v for k, v in settings.items() if k in names})
 
 
-@dataclass(frozen=True)
-class BottleneckSettings:
-    """Every key of ``analyses.bottleneck`` (see ``docs/stages/bottleneck.md``)."""
+@dataclass(frozen=True, kw_only=True)
+class StudyKeys:
+    """The keys of ``analyses.bottleneck`` every study job depends on (a regime may override
+    depth, lr, lr_fraction, steps, threshold_fraction)."""
 
     dataset: str = "digits"
     n_train: int = 128
@@ -93,6 +94,15 @@ class BottleneckSettings:
     lr_fraction: float = 0.5
     steps: int = 500
     threshold_fraction: float = 0.02
+    seeds: tuple[int, ...] = (0, 1, 2)
+    kernel_subset: int = 64
+    curve_points: int = 40
+
+
+@dataclass(frozen=True, kw_only=True)
+class BottleneckSettings(StudyKeys):
+    """Every key of ``analyses.bottleneck`` (see ``docs/stages/bottleneck.md``)."""
+
     widths: tuple[int, ...] = (128,)
     finite_max_width: int = 256
     bottlenecks: tuple[int, ...] = (2, 8, 32)
@@ -102,9 +112,6 @@ class BottleneckSettings:
     # 1 − CKA and the relative kernel change above this count as "moved" (the lazy NTK has 0)
     change_tolerance: float = 0.02
     limit_decoder_width: int = 256
-    seeds: tuple[int, ...] = (0, 1, 2)
-    kernel_subset: int = 64
-    curve_points: int = 40
     regimes: Mapping[str, Mapping] = field(default_factory=lambda: dict(DEFAULT_REGIMES))
     linear: LinearSettings = field(default_factory=LinearSettings)
     enabled: bool = True
@@ -143,25 +150,12 @@ class BottleneckSettings:
         return int(self.primary_k) if self.primary_k is not None else min(ks)
 
 
-@dataclass(frozen=True)
-class JobSettings:
+@dataclass(frozen=True, kw_only=True)
+class JobSettings(StudyKeys):
     """What one study job (``ntk``, ``w<width>`` or ``limit``) of one regime depends on."""
 
     job: str
     regime: str
-    dataset: str = "digits"
-    n_train: int = 128
-    n_test: int = 256
-    depth: int = 3
-    sigma_w2: float = 2.0
-    sigma_b2: float = 0.0
-    lr: float | None = None
-    lr_fraction: float = 0.5
-    steps: int = 500
-    threshold_fraction: float = 0.02
-    seeds: tuple[int, ...] = (0, 1, 2)
-    kernel_subset: int = 64
-    curve_points: int = 40
     target: str = "onehot"
     component: int = 0
     scale: float = 1.0
