@@ -224,6 +224,9 @@ def test_the_attribution_row_pairs_seeds_with_the_same_width_without_bottleneck(
     assert row.holds == "n/a"  # the NaN pair is left out: two seeds are too few
     none = _row(_table(runs), "same width without one")
     assert none.holds == "n/a" and "without a bottleneck" in none.reason
+    plain["steps_to_threshold"] = np.nan
+    never = _row(_table(pd.concat([runs, plain], ignore_index=True)), "same width without one")
+    assert never.holds == "n/a" and "no seed where both nets reached" in never.reason
 
 
 def test_the_row_that_read_yes_from_two_seeds_now_needs_three():
@@ -265,3 +268,6 @@ def test_linear_rows():
     assert bad.iloc[-1].holds == "contradicted"
     one = _table(runs, settings, _linear([400.0], [100.0], [0.1]))
     assert set(one.iloc[-2:].holds) == {"n/a"}
+    # never within the 600 declared steps: slower than an NTK of 300 steps by at least 2×
+    slow = _table(runs, settings, _linear([300.0] * 3, [np.nan] * 3, [0.1] * 3)).iloc[-2]
+    assert slow.holds == "contradicted" and slow.value == pytest.approx(0.5)

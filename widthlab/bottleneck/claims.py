@@ -23,7 +23,7 @@ import pandas as pd
 
 from widthlab import stats
 from widthlab.bottleneck.settings import PAPER, BottleneckSettings, LinearSettings
-from widthlab.bottleneck.summary import add_run_metrics
+from widthlab.bottleneck.summary import add_run_metrics, bounded_speedup
 from widthlab.headline import claim, headline_table, not_measured
 
 OWN, COMMON = "own", "common"
@@ -156,6 +156,9 @@ def attribution_row(r: _Regime) -> dict:
         return stats.SeedValues((plain / b.where(b > 0)).dropna())
 
     ks = sorted(int(k) for k in bottle.k.unique())
+    reason = None
+    if not len(ratios(r.primary).values):
+        reason = "no seed where both nets reached the threshold within the steps"
     return claim(
         PAPER,
         text,
@@ -169,6 +172,7 @@ def attribution_row(r: _Regime) -> dict:
         f"{_per_k(bottle, 'steps_to_threshold')}; pairs where either never reached it "
         "are left out.",
         alternatives=[ratios(k) for k in ks if k != r.primary],
+        na_reason=reason,
     )
 
 
@@ -280,7 +284,7 @@ def linear_rows(summary: pd.DataFrame, settings: LinearSettings) -> list[dict]:
 
         def speedups(d, red=red, ntk=ntk):
             steps = red[red.k == d].set_index("seed").steps_to_threshold
-            return stats.SeedValues((ntk / steps.where(steps > 0)).dropna())
+            return stats.SeedValues(bounded_speedup(ntk, steps, settings.steps).dropna())
 
         ks = sorted(int(k) for k in red.k.unique())
         red = red.assign(speedup=red.seed.map(ntk) / red.steps_to_threshold)
@@ -296,7 +300,9 @@ def linear_rows(summary: pd.DataFrame, settings: LinearSettings) -> list[dict]:
                 null=1.0,
                 direction=1,
                 detail=f"NTK {ntk.mean():.0f} steps (closed form); speed-up "
-                f"{_per_k(red, 'speedup')}.",
+                f"{_per_k(red, 'speedup')}; a run that never reached the threshold within "
+                f"{settings.steps} steps counts with the bound NTK steps / steps where that "
+                "is ≤ 1, else is left out.",
                 alternatives=[speedups(d) for d in ks if d != primary],
             )
         )

@@ -29,6 +29,16 @@ EFFECT_METRICS = [
 EFFECT_COLUMNS = [*EFFECT_KEYS, "metric", "n", "mean", "ci_low", "ci_high"]
 
 
+def bounded_speedup(ntk_steps, steps, max_steps):
+    """NTK steps / ``steps`` where a run reached the threshold; for one that did not within its
+    ``max_steps`` the bound NTK steps / ``max_steps`` where that bound is ≤ 1 (the run is at
+    least that much slower than the NTK); NaN where the bound says nothing."""
+    ntk_steps, steps = pd.Series(ntk_steps, dtype=float), pd.Series(steps, dtype=float)
+    speedup = ntk_steps / steps.where(steps > 0)
+    bound = ntk_steps / pd.Series(max_steps, index=steps.index, dtype=float)
+    return speedup.where(~(steps.isna() & bound.le(1.0)), bound)
+
+
 def add_run_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-run derived metrics against the NTK of the same regime and step rule.
 
@@ -49,9 +59,7 @@ def add_run_metrics(runs: pd.DataFrame) -> pd.DataFrame:
     ntk_test = pd.Series(ntk.final_test_loss.mean().reindex(index).to_numpy(), runs.index)
     steps = runs.steps_to_threshold
     runs["speedup"] = ntk_steps / steps.where(steps > 0)
-    bound = ntk_steps / runs["steps"].astype(float)
-    censored = steps.isna() & bound.le(1.0)
-    runs["speedup_bounded"] = runs.speedup.where(~censored, bound)
+    runs["speedup_bounded"] = bounded_speedup(ntk_steps, steps, runs["steps"])
     runs["test_loss_ratio"] = runs.final_test_loss / ntk_test
     runs["alignment_gain"] = runs.alignment_trained - runs.alignment_init
     runs["representation_change"] = 1.0 - runs.cka_init_trained
