@@ -156,7 +156,7 @@ def test_kernel_curves_table_and_steps_to_threshold():
     labels = np.arange(20) % 3
     test_labels = np.arange(8) % 3
     lr = 0.5 * kernels.stability_limit(theta)
-    table = kernels.kernel_dynamics(theta, theta_star, labels, test_labels, lr, [0, 10, 10**6])
+    table = kernels.kernel_dynamics((theta, theta_star), (labels, test_labels), lr, [0, 10, 10**6])
     assert list(table.columns) == ["step", "split", "loss", "accuracy"]
     first = table[table.step == 0].set_index("split")
     assert first.loc["train", "loss"] == pytest.approx(0.5)  # one-hot, f0 = 0
@@ -184,7 +184,9 @@ def test_a_wide_network_trains_like_its_kernel():
     _, theta = kernels.nngp_ntk(x, None, 1, 2.0, 0.0)
     lr = 0.5 * kernels.stability_limit(theta[:16, :16])
     steps = 60
-    kernel = kernels.kernel_dynamics(theta[:16, :16], theta[16:, :16], y_train, y_test, lr, [steps])
+    kernel = kernels.kernel_dynamics(
+        (theta[:16, :16], theta[16:, :16]), (y_train, y_test), lr, [steps]
+    )
     task = Task(x_train, y_train, x_test, y_test)
     run = networks.train_finite(task, [8192], Init(dtype=torch.float64), GD(lr, steps))
     assert run.train_loss[0] == pytest.approx(0.5)  # centred: every variant starts at f = 0

@@ -234,23 +234,16 @@ def first_step_below(loss_at, threshold: float, max_steps: int) -> float:
 
 
 def kernel_dynamics(
-    theta_train,
-    theta_test_train,
-    y_train,
-    y_test,
-    lr: float,
-    steps,
-    flow: bool = False,
-    f0_train=None,
-    f0_test=None,
-    num_classes: int | None = None,
+    thetas, ys, lr: float, steps, flow: bool = False, f0=(None, None), num_classes=None
 ) -> pd.DataFrame:
     """Train / test loss and accuracy of kernel GD (or flow) at the given steps.
 
-    ``y`` may be int labels (one-hot targets, argmax accuracy) or float targets (accuracy NaN).
-    Loss is ``1/(2N) Σ ‖f − y‖²`` on both splits. ``f0_*`` is the function at t = 0 (None: the
-    mean prediction, 0). Columns: step, split, loss, accuracy.
+    ``thetas = (Θ(X, X), Θ(X*, X))``, ``ys = (y_train, y_test)``: int labels (one-hot targets,
+    argmax accuracy) or float targets (accuracy NaN). Loss is ``1/(2N) Σ ‖f − y‖²`` on both
+    splits. ``f0 = (f_0(X), f_0(X*))`` is the function at t = 0 (None: the mean prediction, 0).
+    Columns: step, split, loss, accuracy.
     """
+    (theta_train, theta_test_train), (y_train, y_test), (f0_train, f0_test) = thetas, ys, f0
     if num_classes is None and torch.as_tensor(y_train).ndim == 1:
         labels_all = torch.cat([torch.as_tensor(y_train), torch.as_tensor(y_test)])
         if not torch.is_floating_point(labels_all):

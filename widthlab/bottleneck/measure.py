@@ -208,14 +208,11 @@ def _ntk_runs(study: _Study, kernels, layers) -> list[tuple[dict, pd.DataFrame, 
             lr = lrs[rule]
             dyn = KernelDynamics(theta_tr, ytr, lr, f0_train=f0_tr)
             curve = kernel_dynamics(
-                theta_tr,
-                theta_te,
-                task.y_train,
-                task.y_test,
+                (theta_tr, theta_te),
+                (task.y_train, task.y_test),
                 lr,
                 study.gd.record_steps,
-                f0_train=f0_tr,
-                f0_test=f0_te,
+                f0=(f0_tr, f0_te),
                 num_classes=num_classes,
             )
             kernel = pd.DataFrame({"step": study.gd.kernel_steps}).assign(
