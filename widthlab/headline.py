@@ -36,9 +36,7 @@ HEADLINE_COLUMNS = [
     "robust",  # "yes": same verdict leaving out any one seed and at the stage's other thresholds
     "detail",  # one sentence with the numbers behind the row
 ]
-# verdicts of rows built by the pre-`stats` stage code, until every stage goes through `claim`
-LEGACY_VERDICTS = ("no", "partly")
-VERDICTS = stats.VERDICTS + LEGACY_VERDICTS
+VERDICTS = stats.VERDICTS
 
 
 def claim(
@@ -91,57 +89,6 @@ def not_measured(paper: str, claim: str, quantity: str, reason: str, detail: str
         "reason": reason,
         "robust": "n/a",
         "detail": detail or reason,
-    }
-
-
-def verdict(values: Sequence[float], null: float, direction: int = 1, level: float = 0.95) -> str:
-    """Legacy rule (stage code not yet moved to :func:`claim`): yes / partly / no / n/a on a
-    t-interval of ``values``."""
-    finite = stats.finite(values)
-    if len(finite) < 2:
-        return "n/a"
-    low, high = t_interval(finite, level)
-    if direction == 0:
-        return "yes" if low > null or high < null else "no"
-    mean = finite.mean()
-    lo, m = (low, mean) if direction > 0 else (-high, -mean)
-    null = null if direction > 0 else -null
-    if lo > null:
-        return "yes"
-    return "partly" if m > null else "no"
-
-
-def headline_row(
-    paper: str,
-    claim: str,
-    quantity: str,
-    estimator: str,
-    values: Sequence[float],
-    holds: str,
-    detail: str,
-    level: float = 0.95,
-) -> dict:
-    """Legacy row builder (stage code not yet moved to :func:`claim`)."""
-    if holds not in VERDICTS:
-        raise ValueError(f"holds must be one of {VERDICTS}, got {holds!r}")
-    finite = stats.finite(values)
-    low, high = t_interval(finite, level)
-    return {
-        "paper": paper,
-        "claim": claim,
-        "quantity": quantity,
-        "estimator": estimator,
-        "value": float(finite.mean()) if len(finite) else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
-        "n": int(len(finite)),
-        "unit": "values",
-        "null": math.nan,
-        "direction": 0,
-        "holds": holds,
-        "reason": "",
-        "robust": "n/a",
-        "detail": detail,
     }
 
 
@@ -209,8 +156,6 @@ _VERDICT_COLOURS = {
     "inconclusive": "#fff2cc",
     "contradicted": "#f8d7d7",
     "n/a": "#eeeeee",
-    "partly": "#fff2cc",
-    "no": "#f8d7d7",
 }
 
 

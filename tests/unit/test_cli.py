@@ -116,25 +116,28 @@ def test_provenance_of_missing_or_raw_files(run_dir, capsys):
 
 def test_summary_prints_every_stage_headline_and_fails_clearly_without_one(tmp_path):
     assert widthlab("summary", "results", cwd=tmp_path).returncode == 2
-    from widthlab.headline import headline_row, headline_table
+    from widthlab import stats
+    from widthlab.headline import claim, headline_table
 
     rows = {
-        "units": headline_row(
+        "units": claim(
             "Casper et al. 2021",
             "prunable units grow faster than width",
             "g of prunable units",
             "t-interval over seeds",
-            [2.4, 2.6],
-            "yes",
+            stats.SeedValues({0: 2.4, 1: 2.6, 2: 2.5}),
+            2.0,
+            1,
             "g = 2.5 > 2",
         ),
-        "clones": headline_row(
+        "clones": claim(
             "Doimo et al. 2022",
             "clones grow linearly with width",
             "slope of #clones vs W",
             "least squares above the critical width",
-            [0.01],
-            "n/a",
+            stats.SeedValues({0: 0.01}),
+            1.0,
+            0,
             "one seed only",
         ),
     }

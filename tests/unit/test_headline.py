@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from widthlab.headline import HEADLINE_COLUMNS, headline_row, headline_table, t_interval
+from widthlab import stats
+from widthlab.headline import HEADLINE_COLUMNS, claim, headline_table, not_measured, t_interval
 
 
 def test_t_interval_matches_the_textbook_value():
@@ -17,9 +18,11 @@ def test_t_interval_needs_two_finite_values():
 
 
 def test_headline_rows_keep_the_contract():
-    row = headline_row("P", "claim", "q", "est", [0.5, 0.7], "yes", "because")
-    table = headline_table([row])
+    row = claim("P", "claim", "q", "est", stats.SeedValues({0: 0.5, 1: 0.7, 2: 0.6}), 0.0, 1, "d")
+    table = headline_table([row, not_measured("P", "c", "q", "no table")])
     assert list(table.columns) == HEADLINE_COLUMNS
-    assert table.loc[0, "value"] == pytest.approx(0.6) and table.loc[0, "n"] == 2
-    with pytest.raises(ValueError, match="holds"):
-        headline_row("P", "c", "q", "e", [1.0], "maybe", "d")
+    assert table.loc[0, "value"] == pytest.approx(0.6) and table.loc[0, "n"] == 3
+    assert table.loc[0, "holds"] == "yes" and table.loc[0, "unit"] == "seeds"
+    assert table.loc[1, "holds"] == "n/a" and table.loc[1, "reason"] == "no table"
+    with pytest.raises(ValueError, match="unknown"):
+        headline_table([{**row, "verdict": "maybe"}])
