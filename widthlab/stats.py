@@ -151,13 +151,14 @@ class SeedBootstrap:
         value = float(self.statistic(frame))
         if len(seeds) < 2 or not np.isfinite(value):
             return Estimate(value, math.nan, math.nan, len(seeds))
-        groups = {s: frame[frame[self.seed_column] == s] for s in seeds}
+        column = frame[self.seed_column].to_numpy()
+        rows = [np.flatnonzero(column == s) for s in seeds]
         rng = np.random.default_rng(self.rng_seed)
         draws = []
         for _ in range(self.resamples):
             picked = rng.choice(len(seeds), size=len(seeds), replace=True)
-            sample = pd.concat([groups[seeds[i]] for i in picked], ignore_index=True)
-            draws.append(float(self.statistic(sample)))
+            sample = frame.iloc[np.concatenate([rows[i] for i in picked])]
+            draws.append(float(self.statistic(sample.reset_index(drop=True))))
         draws = finite(draws)
         self.failed = self.resamples - len(draws)
         if len(draws) < self.resamples / 2:
@@ -296,23 +297,37 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
     return float(scipy_stats.spearmanr(a[ok], b[ok]).statistic)
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1…n, ties sharing their mean rank (scipy's ``rankdata``): by pairwise comparison
+    for the few rows of a group (a bootstrap calls this thousands of times), else scipy."""
+    if len(values) > 64:
+        return scipy_stats.rankdata(values)
+    below = (values[None, :] < values[:, None]).sum(axis=1)
+    equal = (values[None, :] == values[:, None]).sum(axis=1)
+    return below + (equal + 1) / 2.0
+
+
 def within_group_rank_correlation(frame: pd.DataFrame, a: str, b: str, group: str) -> float:
     """Spearman's ρ of ``a`` and ``b`` after ranking within each ``group`` (e.g. width): the
-    association that remains once the group's common effect on both is removed. Groups with
-    one row carry no information and are left out."""
-    parts = []
-    for _, sub in frame.groupby(group, sort=True):
-        sub = sub[np.isfinite(sub[a].astype(float)) & np.isfinite(sub[b].astype(float))]
-        if len(sub) < 2:
+    association that remains once the group's common effect on both is removed. Ranks are
+    centred within their group (ties share their mean rank) and pooled; groups with fewer than
+    two rows carry no information and are left out."""
+    x, y = frame[a].to_numpy(dtype=float), frame[b].to_numpy(dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    codes = pd.factorize(frame[group])[0][ok]
+    x, y = x[ok], y[ok]
+    sum_xy = sum_xx = sum_yy = 0.0
+    for code in np.unique(codes):
+        members = codes == code
+        if members.sum() < 2:
             continue
-        centred_a = sub[a].rank() - sub[a].rank().mean()
-        centred_b = sub[b].rank() - sub[b].rank().mean()
-        parts.append(pd.DataFrame({"a": centred_a, "b": centred_b}))
-    if not parts:
-        return math.nan
-    both = pd.concat(parts, ignore_index=True)
-    denominator = math.sqrt(float((both["a"] ** 2).sum() * (both["b"] ** 2).sum()))
-    return float((both["a"] * both["b"]).sum() / denominator) if denominator > 0 else math.nan
+        rx, ry = average_ranks(x[members]), average_ranks(y[members])
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        sum_xy += float(rx @ ry)
+        sum_xx += float(rx @ rx)
+        sum_yy += float(ry @ ry)
+    denominator = math.sqrt(sum_xx * sum_yy)
+    return sum_xy / denominator if denominator > 0 else math.nan
 
 
 # ----------------------------------------------------------------------------------------------

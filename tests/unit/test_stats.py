@@ -234,3 +234,12 @@ def test_an_interval_at_the_null_up_to_rounding_contains_it():
     estimate = stats.SeedValues(dict(enumerate(slopes)), transform=lambda s: 2.0**s).estimate()
     assert stats.decide(estimate.ci_low, estimate.ci_high, 2.0, 1, estimate.n)[0] == "inconclusive"
     assert stats.decide(2.0 + 1e-6, 2.0 + 2e-6, 2.0, 1, 3)[0] == "yes"  # a real difference
+
+
+def test_average_ranks_are_scipys_rankdata_ties_included():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 5, 9, 40, 100):
+        values = rng.integers(0, 5, n).astype(float)  # many ties
+        np.testing.assert_allclose(stats.average_ranks(values), rankdata(values))
