@@ -2,8 +2,8 @@
 # last-layer fine-tuning on the target classes (trained vs its own initialisation), input
 # reconstruction and read-outs per layer; an activation atlas per model of the atlas seeds;
 # across the grid, accuracy vs width at matched source accuracy and the headline.
-from widthlab.grid import DataSpec
 from widthlab.transfer import jobs as transfer_jobs
+from widthlab.transfer.settings import target_data_id
 
 TRANSFER_CATEGORY = "2. Gilboa & Gur-Ari 2019: wider networks learn better features"
 TRANSFER = analysis("transfer")
@@ -14,12 +14,18 @@ TRANSFER_ATLAS_TARGET = TRANSFER["atlas"]["images"] == "target"
 TRANSFER_ATLAS_MODEL = TRANSFER_ATLAS_TARGET or any(
     TRANSFER["atlas"][k] for k in ("random_control", "feature_visualisation")
 )
-# the target task: the model's dataset (or target_dataset) with the target classes
-TRANSFER_TARGET = lambda w: PATHS.dataset(
-    DataSpec(
-        TRANSFER["target_dataset"] or spec_of(w).data.name, TRANSFER["target_classes"]
-    ).id
-)
+
+
+def transfer_target_of(model):
+    """The target task's dataset file: the model's dataset (or target_dataset) restricted to
+    the target classes."""
+    data = parse_model_id(model).data
+    return PATHS.dataset(
+        target_data_id(data, TRANSFER["target_classes"], TRANSFER["target_dataset"])
+    )
+
+
+TRANSFER_TARGET = lambda w: transfer_target_of(w.model)
 TRANSFER_ATLAS_MODELS = transfer_jobs.atlas_models(
     analysis_models("transfer"),
     TRANSFER["atlas"]["seeds"],
@@ -30,55 +36,75 @@ TRANSFER_ATLAS_MODELS = transfer_jobs.atlas_models(
 )
 
 
-rule transfer_model:
-    input:
-        model=PATHS.model("{model}"),
-        data=dataset_of,
-        target=TRANSFER_TARGET,
-    output:
-        PATHS.table("transfer", "{model}"),
-    log:
-        PATHS.log("transfer_model", "{model}"),
-    benchmark:
-        PATHS.benchmark("transfer_model", "{model}")
-    conda:
-        CONDA_ENV
-    threads: GPU_THREADS
-    resources:
-        **device_job(
-            lambda w: cost_stages.transfer_cost(spec_of(w), COSTS), "transfer_model"
-        ),
-    params:
-        settings=TRANSFER_MODEL_SETTINGS,
-        device=config["device"],
-    script:
-        "../workflow_scripts/transfer_model.py"
+# Per-model fine-tuning and read-outs, spread over `analyses.transfer.jobs` jobs
+# (widthlab.model_jobs): interpreter start-up dominates a digits model's work.
+for _job, _models in model_jobs("transfer", analysis_models("transfer")).items():
+
+    rule:
+        name:
+            f"transfer_model_{_job}"
+        input:
+            model=[PATHS.model(m) for m in _models],
+            data=list(dict.fromkeys(dataset_of_model(m) for m in _models)),
+            target=list(dict.fromkeys(transfer_target_of(m) for m in _models)),
+        output:
+            [PATHS.table("transfer", m) for m in _models],
+        log:
+            PATHS.log("transfer_model", str(_job)),
+        benchmark:
+            PATHS.benchmark("transfer_model", str(_job))
+        conda:
+            CONDA_ENV
+        threads: GPU_THREADS
+        resources:
+            **device_job(
+                cost_stages.transfer_cost(specs_of(_models), COSTS),
+                f"transfer_model_{_job}",
+            ),
+        params:
+            settings=TRANSFER_MODEL_SETTINGS,
+            device=config["device"],
+        script:
+            "../workflow_scripts/transfer_model.py"
 
 
-rule transfer_atlas:
-    input:
-        layers=lambda w: [] if TRANSFER_ATLAS_TARGET else [PATHS.layers(w.model)],
-        data=dataset_of,
-        model=lambda w: [PATHS.model(w.model)] if TRANSFER_ATLAS_MODEL else [],
-        target=lambda w: [TRANSFER_TARGET(w)] if TRANSFER_ATLAS_TARGET else [],
-    output:
-        PATHS.table("transfer_atlas", "{model}"),
-    log:
-        PATHS.log("transfer_atlas", "{model}"),
-    benchmark:
-        PATHS.benchmark("transfer_atlas", "{model}")
-    conda:
-        CONDA_ENV
-    threads: GPU_THREADS if TRANSFER_ATLAS_MODEL else CPU_THREADS
-    resources:
-        **(device_job if TRANSFER_ATLAS_MODEL else host_job)(
-            lambda w: cost_stages.atlas_cost(spec_of(w), COSTS), "transfer_atlas"
-        ),
-    params:
-        settings=canonical(TRANSFER["atlas"]),
-        device=config["device"],
-    script:
-        "../workflow_scripts/transfer_atlas.py"
+# Atlases of the atlas seeds' models, spread over the same number of jobs.
+for _job, _models in model_jobs("transfer", TRANSFER_ATLAS_MODELS).items():
+
+    rule:
+        name:
+            f"transfer_atlas_{_job}"
+        input:
+            layers=[] if TRANSFER_ATLAS_TARGET else [PATHS.layers(m) for m in _models],
+            data=list(dict.fromkeys(dataset_of_model(m) for m in _models)),
+            model=[PATHS.model(m) for m in _models] if TRANSFER_ATLAS_MODEL else [],
+            target=(
+                list(dict.fromkeys(transfer_target_of(m) for m in _models))
+                if TRANSFER_ATLAS_TARGET
+                else []
+            ),
+        output:
+            [PATHS.table("transfer_atlas", m) for m in _models],
+        log:
+            PATHS.log("transfer_atlas", str(_job)),
+        benchmark:
+            PATHS.benchmark("transfer_atlas", str(_job))
+        conda:
+            CONDA_ENV
+        threads: GPU_THREADS if TRANSFER_ATLAS_MODEL else CPU_THREADS
+        resources:
+            **(device_job if TRANSFER_ATLAS_MODEL else host_job)(
+                cost_stages.atlas_cost(specs_of(_models), COSTS),
+                f"transfer_atlas_{_job}",
+            ),
+        params:
+            models=_models,
+            settings=canonical(TRANSFER["atlas"]),
+            target_classes=TRANSFER["target_classes"],
+            target_dataset=TRANSFER["target_dataset"],
+            device=config["device"],
+        script:
+            "../workflow_scripts/transfer_atlas.py"
 
 
 rule transfer_summary:

@@ -161,44 +161,53 @@ def _target_shape(spec: ModelSpec, s: CostSettings):
     return data_shape(DataSpec(name, classes), s.synthetic)
 
 
-def transfer_cost(spec: ModelSpec, s: CostSettings) -> Estimate:
-    """The trained model and its initialisation: features of every layer on the target splits
-    (at most ``max_examples``); logistic last layers for every shot count and draw; per layer,
-    leave-one-out ridge reconstruction of the input and a kNN read-out."""
+def transfer_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:
+    """Per model, the trained model and its initialisation: features of every layer on the
+    target splits (at most ``max_examples``); logistic last layers for every shot count and
+    draw; per layer, leave-one-out ridge reconstruction of the input and a kNN read-out."""
     t = s.analyses.get("transfer", {})
-    shape, arch, target = s.shape(spec), s.arch(spec), _target_shape(spec, s)
-    cap = int(t.get("max_examples", 5000))
-    n = min(cap, target.n_train) + min(cap, target.n_test)
-    dims = [tap.stored(int(t.get("max_conv_positions", 16))) for tap in arch.taps]
-    shots = t.get("shots", [10, 100, "all"])
-    fits = sum(1 if s_ == "all" else int(t.get("draws", 5)) for s_ in shots)
-    w, k = dims[-1], target.classes
-    macs = fits * int(t.get("max_iter", 200)) * 2 * target.n_train * w * k
-    macs += sum(n * d * min(d, n) + min(d, n) ** 3 + n * n * d for d in dims)
-    seconds = 2 * forward_seconds([arch], target.n_train + target.n_test + n, EVAL_BATCH, s.device)
-    seconds += 2 * s.host_seconds(macs)
-    host = dataset_mb(shape) + dataset_mb(target) + 2 * _mb(n * sum(dims)) + _mb(n * n, 8) * 2
-    return s.base().plus(on_device(s, seconds, host, forward_mb(arch, EVAL_BATCH)))
+    work = Estimate(0.0, 0.0)
+    for spec in specs:
+        shape, arch, target = s.shape(spec), s.arch(spec), _target_shape(spec, s)
+        cap = int(t.get("max_examples", 5000))
+        n = min(cap, target.n_train) + min(cap, target.n_test)
+        dims = [tap.stored(int(t.get("max_conv_positions", 16))) for tap in arch.taps]
+        shots = t.get("shots", [10, 100, "all"])
+        fits = sum(1 if s_ == "all" else int(t.get("draws", 5)) for s_ in shots)
+        w, k = dims[-1], target.classes
+        macs = fits * int(t.get("max_iter", 200)) * 2 * target.n_train * w * k
+        macs += sum(n * d * min(d, n) + min(d, n) ** 3 + n * n * d for d in dims)
+        examples = target.n_train + target.n_test + n
+        seconds = 2 * forward_seconds([arch], examples, EVAL_BATCH, s.device)
+        seconds += 2 * s.host_seconds(macs)
+        host = dataset_mb(shape) + dataset_mb(target) + 2 * _mb(n * sum(dims))
+        host += _mb(n * n, 8) * 2
+        work = work.then(on_device(s, seconds, host, forward_mb(arch, EVAL_BATCH)))
+    return s.base().plus(work)
 
 
-def atlas_cost(spec: ModelSpec, s: CostSettings) -> Estimate:
-    """A 2-D embedding (t-SNE) of one layer on the atlas images, for the model and its random
-    twin, and the cell means; feature visualisation adds ``steps`` input optimisations."""
+def atlas_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:
+    """Per model, a 2-D embedding (t-SNE) of one layer on the atlas images, for the model and
+    its random twin, and the cell means; feature visualisation adds ``steps`` input
+    optimisations."""
     atlas = s.analyses.get("transfer", {}).get("atlas", {})
-    shape, arch = s.shape(spec), s.arch(spec)
-    n = (
-        _target_shape(spec, s).n_test
-        if atlas.get("images", "target") == "target"
-        else s.probes(spec)
-    )
-    twins = 2 if atlas.get("random_control", True) else 1
-    embedding = TSNE_SECONDS * n * math.log2(max(n, 2))
-    seconds = twins * (embedding + forward_seconds([arch], n, EVAL_BATCH, s.device))
-    if atlas.get("feature_visualisation"):
-        cells = int(atlas.get("grid", 8)) ** 2
-        seconds += cells * int(atlas.get("steps", 200)) * 3 * compute_seconds(arch, s.device)
-    host = 2 * dataset_mb(shape) + twins * _mb(n * arch.taps[-1].stored(64)) + _mb(n * n, 8)
-    return s.base().plus(on_device(s, seconds, host, forward_mb(arch, EVAL_BATCH)))
+    work = Estimate(0.0, 0.0)
+    for spec in specs:
+        shape, arch = s.shape(spec), s.arch(spec)
+        n = (
+            _target_shape(spec, s).n_test
+            if atlas.get("images", "target") == "target"
+            else s.probes(spec)
+        )
+        twins = 2 if atlas.get("random_control", True) else 1
+        embedding = TSNE_SECONDS * n * math.log2(max(n, 2))
+        seconds = twins * (embedding + forward_seconds([arch], n, EVAL_BATCH, s.device))
+        if atlas.get("feature_visualisation"):
+            cells = int(atlas.get("grid", 8)) ** 2
+            seconds += cells * int(atlas.get("steps", 200)) * 3 * compute_seconds(arch, s.device)
+        host = 2 * dataset_mb(shape) + twins * _mb(n * arch.taps[-1].stored(64)) + _mb(n * n, 8)
+        work = work.then(on_device(s, seconds, host, forward_mb(arch, EVAL_BATCH)))
+    return s.base().plus(work)
 
 
 # -------------------------------------------------------------------------------------- joint

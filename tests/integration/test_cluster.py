@@ -82,7 +82,7 @@ class Expected:
             "similarity_models": lambda: cost_stages.similarity_models_cost(specs, s),
             "units_model": lambda: cost_stages.units_cost(specs, s),
             "clones_model": lambda: cost_stages.clones_cost(specs, s),
-            "transfer_model": lambda: cost_stages.transfer_cost(specs[0], s),
+            "transfer_model": lambda: cost_stages.transfer_cost(specs, s),
             "joint_prune_clone": lambda: cost_stages.joint_cost(
                 [parse_model_id(m) for m in self.models("report")], s
             ),
@@ -109,7 +109,7 @@ class Expected:
         if family == "transfer_atlas":
             atlas = self.config["analyses"]["transfer"]["atlas"]
             uses_model = atlas["images"] == "target" or atlas["random_control"]
-            return cost_stages.atlas_cost(specs[0], s), uses_model or atlas["feature_visualisation"]
+            return cost_stages.atlas_cost(specs, s), uses_model or atlas["feature_visualisation"]
         if family == "dataset":
             return cost_stages.dataset_cost(wildcards["data"], s), False
         summarised = {

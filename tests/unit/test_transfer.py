@@ -647,8 +647,8 @@ def test_settings_defaults_are_the_schema_defaults(settings, path):
     for key in path:
         section = section[key]
     fields = {f.name: f for f in dataclasses.fields(settings)}
-    # the top level also holds the stage's wiring (its grids, enabled) and the atlas section
-    stage_keys = set(section) - ({"grid", "enabled", "atlas"} if not path else set())
+    # the top level also holds the stage's wiring (grids, enabled, jobs) and the atlas section
+    stage_keys = set(section) - ({"grid", "enabled", "atlas", "jobs"} if not path else set())
     assert stage_keys == set(fields), "the schema and the settings hold different keys"
     made = settings()
     for key in stage_keys:
