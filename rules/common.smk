@@ -242,7 +242,10 @@ def joint_reads(stage):
             m for m in analysis_models("similarity") if parse_model_id(m).depth >= 3
         ]
     if stage == "clones" and enabled("transfer") and enabled("clones"):
-        return analysis_models("transfer")
+        # the fully trained source models; those taken at a declared source accuracy are for
+        # the transfer stage's matched rows only
+        primary = analysis_grids("transfer")[0]
+        return [m for m in analysis_models("transfer") if MODEL_GRID[m] == primary]
     return []
 
 
