@@ -3,7 +3,6 @@
 # reconstruction and read-outs per layer; an activation atlas per model of the atlas seeds;
 # across the grid, accuracy vs width at matched source accuracy and the headline.
 from widthlab.transfer import jobs as transfer_jobs
-from widthlab.transfer.settings import target_data_id
 
 TRANSFER_CATEGORY = "2. Gilboa & Gur-Ari 2019: wider networks learn better features"
 TRANSFER = analysis("transfer")
@@ -15,17 +14,8 @@ TRANSFER_ATLAS_MODEL = TRANSFER_ATLAS_TARGET or any(
     TRANSFER["atlas"][k] for k in ("random_control", "feature_visualisation")
 )
 
-
-def transfer_target_of(model):
-    """The target task's dataset file: the model's dataset (or target_dataset) restricted to
-    the target classes."""
-    data = parse_model_id(model).data
-    return PATHS.dataset(
-        target_data_id(data, TRANSFER["target_classes"], TRANSFER["target_dataset"])
-    )
-
-
-TRANSFER_TARGET = lambda w: transfer_target_of(w.model)
+# the target task's dataset file of a model
+transfer_target_of = lambda m: PATHS.dataset(transfer_jobs.target_data_of(m, TRANSFER))
 TRANSFER_ATLAS_MODELS = transfer_jobs.atlas_models(
     analysis_models("transfer"),
     TRANSFER["atlas"]["seeds"],

@@ -657,3 +657,12 @@ def test_settings_defaults_are_the_schema_defaults(settings, path):
         if isinstance(value, tuple):
             default = getattr(settings(**{key: default}), key)  # normalised as the config is
         assert value == default, key
+
+
+def test_a_models_target_task_is_its_dataset_on_the_target_classes():
+    from widthlab.transfer.jobs import target_data_of
+
+    model = "digits-c01234-mlp-w16-d2-nall-wd5e-4-s0"
+    assert target_data_of(model, {"target_classes": [5, 6, 7, 8, 9]}) == "digits-c56789"
+    other = {"target_classes": [0, 1], "target_dataset": "fashion_mnist"}
+    assert target_data_of(model, other) == "fashion_mnist-c01"

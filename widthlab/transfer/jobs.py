@@ -22,3 +22,13 @@ def atlas_models(models, seeds, stops: Mapping[str, float | None]) -> list[str]:
     from widthlab.grid import parse_model_id
 
     return [m for m in models if parse_model_id(m).seed in seeds and stops.get(m) is None]
+
+
+def target_data_of(model: str, section: Mapping) -> str:
+    """The data id of ``model``'s target task: its dataset (or ``target_dataset``) restricted to
+    the section's ``target_classes``."""
+    from widthlab.grid import parse_model_id
+    from widthlab.transfer.settings import target_data_id
+
+    data = parse_model_id(model).data
+    return target_data_id(data, section["target_classes"], section.get("target_dataset"))
