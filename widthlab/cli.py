@@ -11,6 +11,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -299,32 +300,85 @@ def run_slurm_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------- rerun
 
 
+# A stage whose rules are not all named after it: the cross-paper report is the headline rule
+# and the joint analysis; `training` is the training summary (`train` the trainings).
+STAGE_ALIASES = {"report": ("headline", "joint")}
+
+
+def _matches(rule: str, stage: str) -> bool:
+    return rule == stage or rule.startswith(f"{stage}_")
+
+
 def stage_rules(rules: list[str], stages: list[str]) -> list[str]:
     """The rules of ``stages``: a stage's rules are named after it (``units_model_0``,
     ``units_summary``, ``train_pack6_…``); a name that is itself a rule is taken as it is."""
-    unknown = [s for s in stages if not any(r == s or r.startswith(f"{s}_") for r in rules)]
+    prefixes = [p for s in stages for p in STAGE_ALIASES.get(s, (s,))]
+    unknown = [
+        s
+        for s in stages
+        if not any(_matches(r, p) for r in rules for p in STAGE_ALIASES.get(s, (s,)))
+    ]
     if unknown:
         raise ValueError(f"no rules of {unknown} in this workflow; its rules are {sorted(rules)}")
-    return [r for r in rules if any(r == s or r.startswith(f"{s}_") for s in stages)]
+    return [r for r in rules if any(_matches(r, p) for p in prefixes)]
+
+
+_NODE = re.compile(r"^\s*(\d+)\s*\[\s*label\s*=\s*\"([^\"]+)\"", re.MULTILINE)
+_EDGE = re.compile(r"^\s*(\d+)\s*->\s*(\d+)", re.MULTILINE)
+
+
+def parse_rulegraph(dot: str) -> tuple[list[str], set[tuple[str, str]]]:
+    """(rules, {(producer, consumer)}) from the dot text of ``snakemake --rulegraph``."""
+    names = {number: label for number, label in _NODE.findall(dot)}
+    edges = {(names[a], names[b]) for a, b in _EDGE.findall(dot) if a in names and b in names}
+    return list(names.values()), edges
+
+
+def last_rules(chosen: list[str], edges: set[tuple[str, str]]) -> list[str]:
+    """The rules of ``chosen`` whose output no other chosen rule reads: what ``--until`` names.
+
+    Naming a rule and a rule downstream of it together in ``--until`` makes Snakemake stop with
+    "BUG: Out of jobs ready to be started"; the last rules alone reach every chosen one."""
+    inner = {a for a, b in edges if a in chosen and b in chosen and a != b}
+    return [rule for rule in chosen if rule not in inner]
+
+
+def rerun_command(chosen: list[str], edges: set[tuple[str, str]], extra: list[str]) -> list[str]:
+    """One Snakemake call that reruns the jobs of ``chosen`` (and nothing downstream of them)."""
+    return ["snakemake", "--forcerun", *chosen, "--until", *last_rules(chosen, edges), *extra]
 
 
 def run_rerun(args: argparse.Namespace) -> int:
     extra = args.snakemake
     listed = subprocess.run(
-        ["snakemake", "--list-rules", *extra], capture_output=True, text=True, check=False
+        ["snakemake", "--rulegraph", *_without_dry_run(extra)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if listed.returncode != 0:
         print(listed.stdout + listed.stderr, file=sys.stderr)
         return listed.returncode
-    rules = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    rules, edges = parse_rulegraph(listed.stdout)
     try:
         chosen = stage_rules(rules, args.stages)
     except ValueError as error:
         print(f"widthlab rerun: {error}", file=sys.stderr)
         return 2
     print(f"widthlab rerun: {' '.join(chosen)}", flush=True)
-    command = ["snakemake", "--forcerun", *chosen, "--until", *chosen, *extra]
-    return subprocess.run(command, check=False).returncode
+    status = subprocess.run(rerun_command(chosen, edges, extra), check=False).returncode
+    later = sorted({b for a, b in edges if a in chosen and b not in chosen})
+    if status == 0 and later and _without_dry_run(extra) == extra:
+        print(
+            f"widthlab rerun: done; {' '.join(later)} read these outputs and now run again "
+            "with the next plain `snakemake`",
+            flush=True,
+        )
+    return status
+
+
+def _without_dry_run(extra: list[str]) -> list[str]:
+    return [a for a in extra if a not in ("-n", "--dry-run", "--dryrun")]
 
 
 def rerun_arguments(parser: argparse.ArgumentParser) -> None:

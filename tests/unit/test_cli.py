@@ -183,3 +183,42 @@ def test_rerun_picks_exactly_the_rules_named_after_the_stages():
     ]
     with pytest.raises(ValueError, match=r"no rules of \['activation'\]"):
         cli.stage_rules(rules, ["activation"])
+
+
+RULEGRAPH = """digraph snakemake_dag {
+    graph[bgcolor=white, margin=0];
+	0[label = "all", color = "0.05 0.6 0.85", style="rounded"];
+	1[label = "train", color = "0.44 0.6 0.85", style="rounded"];
+	2[label = "units_model_0", color = "0.59 0.6 0.85", style="rounded"];
+	3[label = "units_model_1", color = "0.62 0.6 0.85", style="rounded"];
+	4[label = "units_summary", color = "0.64 0.6 0.85", style="rounded"];
+	5[label = "activations_0", color = "0.00 0.6 0.85", style="rounded"];
+	6[label = "headline", color = "0.26 0.6 0.85", style="rounded"];
+	7[label = "joint_summary", color = "0.31 0.6 0.85", style="rounded"];
+	1 -> 2
+	1 -> 3
+	1 -> 5
+	2 -> 4
+	3 -> 4
+	4 -> 6
+	7 -> 6
+	6 -> 0
+	5 -> 0
+}"""
+
+
+def test_rerun_names_only_the_last_rules_of_the_stages_in_until():
+    # naming units_model_* and units_summary together in --until is what made Snakemake stop
+    # with "BUG: Out of jobs ready to be started"
+    rules, edges = cli.parse_rulegraph(RULEGRAPH)
+    assert rules[:3] == ["all", "train", "units_model_0"]
+    assert ("units_model_1", "units_summary") in edges
+    units = cli.stage_rules(rules, ["units"])
+    command = cli.rerun_command(units, edges, ["--cores", "2"])
+    until = command[command.index("--until") + 1 : command.index("--cores")]
+    assert until == ["units_summary"]
+    assert command[command.index("--forcerun") + 1 : command.index("--until")] == units
+    both = cli.stage_rules(rules, ["activations", "units"])
+    assert cli.last_rules(both, edges) == ["units_summary", "activations_0"]
+    assert cli.stage_rules(rules, ["report"]) == ["headline", "joint_summary"]
+    assert cli.last_rules(cli.stage_rules(rules, ["report"]), edges) == ["headline"]
