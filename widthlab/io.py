@@ -3,12 +3,21 @@
 Every write goes to a temporary file in the destination folder first and is moved into place with
 ``os.replace``, so a killed job never leaves a half-written artifact under its final name.
 Every read of a missing or corrupt artifact raises :class:`ArtifactError`, whose message names the
-file, the format that was expected and what to do about it.
+file, the format that was expected and the command that rebuilds it.
+
+Every artifact carries the SHA-256 of its own content and every reader here checks it, so a
+flipped bit or a table re-saved by other code is never consumed: Parquet in the schema metadata
+key ``widthlab.content_sha256`` (over the encoded column data, which precedes the footer, and the
+other metadata entries), NPZ in the entry ``content_sha256`` (over every array's name, dtype,
+shape and bytes), any other file in its ``<file>.prov.json`` sidecar (``artifact_sha256``, over
+the file's bytes). A Parquet or NPZ file without its hash is refused (``verify=False`` reads it
+anyway); another file is checked when it has a sidecar.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +32,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PROVENANCE_KEY = "provenance"  # the NPZ entry that holds the provenance record (JSON string)
-RERUN_HINT = "rerun the rule that makes it"
+CONTENT_KEY = "content_sha256"  # the NPZ entry that holds the arrays' SHA-256
+PARQUET_CONTENT_KEY = "widthlab.content_sha256"  # the Parquet metadata key of the data's SHA-256
+SIDECAR_SUFFIX = ".prov.json"
+RESERVED = (PROVENANCE_KEY, CONTENT_KEY)
+_UNHASHED = (PARQUET_CONTENT_KEY, "ARROW:schema")  # the schema blob repeats the metadata
+
+
+def rebuild_hint(path: str | os.PathLike) -> str:
+    """The command that rebuilds ``path`` (and then its consumers)."""
+    return (
+        f"rebuild it with `snakemake --force {os.fspath(path)}` (plus your usual options, e.g. "
+        "--workflow-profile), then run snakemake again for what reads it"
+    )
 
 
 class ArtifactError(Exception):
@@ -79,7 +100,56 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _missing(path, what: str) -> ArtifactError:
-    return ArtifactError(f"{path}: missing (expected {what}): {RERUN_HINT}")
+    return ArtifactError(f"{path}: missing (expected {what}): {rebuild_hint(path)}")
+
+
+def _unreadable(path, what: str, error: Exception) -> ArtifactError:
+    return ArtifactError(f"{path}: not a readable {what} ({error}): {rebuild_hint(path)}")
+
+
+def content_mismatch(path, recorded: str, current: str) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: content changed since it was written (sha256 {recorded[:12]} recorded, "
+        f"{current[:12]} now): {rebuild_hint(path)}"
+    )
+
+
+def no_content_hash(path) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: carries no content hash (re-saved by other code, or written before hashes were "
+        f"recorded), so it cannot be trusted: {rebuild_hint(path)}"
+    )
+
+
+def _read_bytes(path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise _missing(path, what) from None
+    except OSError as error:
+        raise _unreadable(path, what, error) from None
+
+
+def sidecar_hash(path: str | os.PathLike) -> str | None:
+    """The ``artifact_sha256`` recorded in ``<path>.prov.json``; None without a sidecar."""
+    sidecar = Path(f"{os.fspath(path)}{SIDECAR_SUFFIX}")
+    if not sidecar.exists():
+        return None
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("artifact_sha256")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise _unreadable(sidecar, "provenance sidecar", error) from None
+    return recorded if isinstance(recorded, str) else None
+
+
+def check_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Raise :class:`ArtifactError` if ``data`` (the bytes of ``path``) differ from the hash its
+    sidecar records; a file without a sidecar passes."""
+    recorded = sidecar_hash(path)
+    if recorded is not None:
+        current = hashlib.sha256(data).hexdigest()
+        if current != recorded:
+            raise content_mismatch(path, recorded, current)
 
 
 # --------------------------------------------------------------------------------------- JSON
@@ -116,41 +186,93 @@ def save_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
 
 
-def load_json(path: str | os.PathLike) -> Any:
+def load_json(path: str | os.PathLike, verify: bool = True) -> Any:
+    """A JSON file; checked against the hash its sidecar records, if it has one."""
+    data = _read_bytes(path, "a JSON file")
+    if verify:
+        check_bytes(path, data)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise _missing(path, "a JSON file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"{path}: not a readable JSON file ({error}): {RERUN_HINT}") from None
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _unreadable(path, "JSON file", error) from None
 
 
 # ------------------------------------------------------------------------------------ Parquet
 
 
+def _footer_start(data: bytes | memoryview) -> int:
+    """Where the footer of Parquet bytes begins: the column data lies before it."""
+    if len(data) < 12 or bytes(data[-4:]) != b"PAR1":
+        raise ValueError("no Parquet footer (truncated?)")
+    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    if start < 4:
+        raise ValueError("Parquet footer length out of range")
+    return start
+
+
+def parquet_content_hash(data: bytes | memoryview, metadata: Mapping[bytes, bytes]) -> str:
+    """SHA-256 of a Parquet file's column data and schema metadata (but its own entry)."""
+    digest = hashlib.sha256(memoryview(data)[: _footer_start(data)])
+    for key in sorted(metadata):
+        if key.decode("utf-8", "replace") not in _UNHASHED:
+            digest.update(b"\0" + key + b"\0" + metadata[key])
+    return digest.hexdigest()
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
 def write_parquet(
     df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Write ``df`` to Parquet atomically; ``metadata`` joins the schema metadata (pandas' kept)."""
+    """Write ``df`` to Parquet atomically; ``metadata`` joins the schema metadata (pandas' kept),
+    and so does the SHA-256 of the content (:func:`parquet_content_hash`)."""
     table = pa.Table.from_pandas(df)
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    merged = dict(table.schema.metadata or {})
+    merged.update({str(k).encode(): str(v).encode() for k, v in (metadata or {}).items()})
+    merged.pop(PARQUET_CONTENT_KEY.encode(), None)
+    first = _parquet_bytes(table.replace_schema_metadata(merged))
+    sha = parquet_content_hash(first, merged)
+    merged[PARQUET_CONTENT_KEY.encode()] = sha.encode()
+    data = _parquet_bytes(table.replace_schema_metadata(merged))
+    if parquet_content_hash(data, merged) != sha:  # the column data must not depend on metadata
+        raise RuntimeError(f"{path}: Parquet column data changed with its metadata")
+    write_bytes(path, data)
 
 
 def _parquet_error(path, error: Exception) -> ArtifactError:
     if isinstance(error, FileNotFoundError):
         return _missing(path, "a Parquet file")
-    return ArtifactError(f"{path}: not a readable Parquet file ({error}): {RERUN_HINT}")
+    return _unreadable(path, "Parquet file", error)
 
 
-def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+def _check_parquet(path, data: bytes) -> dict[bytes, bytes]:
+    """The schema metadata of Parquet ``data`` after checking its content hash."""
     try:
-        return pq.read_table(path, columns=columns).to_pandas()
+        metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
+        current = parquet_content_hash(data, metadata)
+    except (OSError, pa.ArrowException, ValueError) as error:
+        raise _parquet_error(path, error) from None
+    recorded = metadata.get(PARQUET_CONTENT_KEY.encode())
+    if recorded is None:
+        raise no_content_hash(path)
+    if recorded.decode("utf-8", "replace") != current:
+        raise content_mismatch(path, recorded.decode("utf-8", "replace"), current)
+    return metadata
+
+
+def read_parquet(
+    path: str | os.PathLike, columns: list[str] | None = None, verify: bool = True
+) -> pd.DataFrame:
+    """A Parquet table, read once; its content hash checked unless ``verify`` is False."""
+    data = _read_bytes(path, "a Parquet file")
+    if verify:
+        _check_parquet(path, data)
+    try:
+        return pq.read_table(pa.BufferReader(data), columns=columns).to_pandas()
     except (OSError, pa.ArrowException, ValueError) as error:
         raise _parquet_error(path, error) from None
 
@@ -182,19 +304,41 @@ def save_npz(
     """
     out: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
-        if key == PROVENANCE_KEY:
-            raise ValueError(f"{path}: the array name {PROVENANCE_KEY!r} is reserved")
+        if key in RESERVED:
+            raise ValueError(f"{path}: the array name {key!r} is reserved")
         array = np.asanyarray(value)
         if array.dtype.hasobject:
             raise ValueError(
                 f"{path}: array {key!r} has dtype object, which NPZ cannot hold safely"
             )
         out[key] = array
+    hashed = npz_content_hash(out)
     if provenance is not None:
         out[PROVENANCE_KEY] = np.array(json.dumps(to_jsonable(provenance)))
+    out[CONTENT_KEY] = np.array(hashed)
     writer = np.savez_compressed if compress else np.savez
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         writer(handle, **out)
+
+
+def npz_content_hash(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over each array's name, dtype, shape and bytes, in name order (reserved entries
+    left out)."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in arrays if k not in RESERVED):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"\0{key}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(memoryview(array).cast("B") if array.size else b"")
+    return digest.hexdigest()
+
+
+def check_npz(path, arrays: Mapping[str, np.ndarray], recorded: str | None) -> None:
+    """Raise :class:`ArtifactError` unless ``arrays`` hash to ``recorded``."""
+    if recorded is None:
+        raise no_content_hash(path)
+    current = npz_content_hash(arrays)
+    if current != recorded:
+        raise content_mismatch(path, recorded, current)
 
 
 def _open_npz(path):
@@ -203,9 +347,11 @@ def _open_npz(path):
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ArtifactError(f"{path}: not a readable NPZ archive ({error}): {RERUN_HINT}") from None
+        raise _unreadable(path, "NPZ archive", error) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ArtifactError(f"{path}: a single .npy array, not an NPZ archive: {RERUN_HINT}")
+        raise ArtifactError(
+            f"{path}: a single .npy array, not an NPZ archive: {rebuild_hint(path)}"
+        )
     return archive
 
 
@@ -215,21 +361,30 @@ def _read_member(path, archive, key: str) -> np.ndarray:
     except Exception as error:  # zlib / CRC / truncated member / bad header
         raise ArtifactError(
             f"{path}: NPZ entry {key!r} is unreadable ({type(error).__name__}: {error}): "
-            f"{RERUN_HINT}"
+            f"{rebuild_hint(path)}"
         ) from None
 
 
-def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """All arrays of an NPZ file except its provenance entry; ``required`` keys must be present."""
+def load_npz(
+    path: str | os.PathLike, required: tuple[str, ...] = (), verify: bool = True
+) -> dict[str, np.ndarray]:
+    """All arrays of an NPZ file except its reserved entries; ``required`` keys must be present;
+    their content hash is checked unless ``verify`` is False."""
     with _open_npz(path) as archive:
-        keys = [key for key in archive.files if key != PROVENANCE_KEY]
+        keys = [key for key in archive.files if key not in RESERVED]
         missing = [key for key in required if key not in keys]
         if missing:
             raise ArtifactError(
                 f"{path}: NPZ archive lacks the entries {missing} (has {sorted(keys)}): "
-                f"{RERUN_HINT}"
+                f"{rebuild_hint(path)}"
             )
-        return {key: _read_member(path, archive, key) for key in keys}
+        arrays = {key: _read_member(path, archive, key) for key in keys}
+        if verify:
+            recorded = None
+            if CONTENT_KEY in archive.files:
+                recorded = str(_read_member(path, archive, CONTENT_KEY))
+            check_npz(path, arrays, recorded)
+        return arrays
 
 
 def read_npz_provenance(path: str | os.PathLike) -> dict | None:

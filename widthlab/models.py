@@ -41,8 +41,10 @@ torchvision), zero biases, BN weight 1 / bias 0, PyTorch's default for ``head``.
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from widthlab.grid import ModelSpec, parse_model_id
-from widthlab.io import ArtifactError, atomic_path
+from widthlab.grid import MODEL_ID_PATTERN, ModelSpec, parse_model_id
+from widthlab.io import ArtifactError, atomic_path, check_bytes, rebuild_hint
 from widthlab.sizes import blocks_per_stage, hidden_widths
 
 MODEL_FORMAT = "widthlab-model-1"
@@ -533,13 +535,16 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TappedModel
     Raises :class:`widthlab.io.ArtifactError` naming the file if it is missing or corrupt.
     """
     what = "a widthlab model file (torch.save of spec, in_shape, num_classes, state_dict)"
+    hint = rebuild_hint(path)
     if not Path(path).is_file():
-        raise ArtifactError(f"{path}: missing (expected {what}): rerun the train rule")
+        raise ArtifactError(f"{path}: missing (expected {what}): {hint}")
+    data = Path(path).read_bytes()
+    check_bytes(path, data)  # against the hash its sidecar records
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # torch.load raises many kinds on truncated or foreign files
         raise ArtifactError(
-            f"{path}: not readable as {what} ({type(e).__name__}: {e}): rerun the train rule"
+            f"{path}: not readable as {what} ({type(e).__name__}: {e}): {hint}"
         ) from None
     missing = [
         key
@@ -547,7 +552,13 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[TappedModel
         if not isinstance(payload, dict) or key not in payload
     ]
     if missing:
-        raise ArtifactError(f"{path}: lacks {missing}; expected {what}: rerun the train rule")
+        raise ArtifactError(f"{path}: lacks {missing}; expected {what}: {hint}")
+    folder = Path(path).parent.name
+    if payload["spec"] != folder and re.fullmatch(MODEL_ID_PATTERN, folder):
+        raise ArtifactError(
+            f"{path}: holds model {payload['spec']}, not the {folder} its folder names "
+            f"(copied from another model?): {hint}"
+        )
     try:
         spec = parse_model_id(payload["spec"])
         model = build_model(

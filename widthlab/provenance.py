@@ -36,7 +36,7 @@ from typing import Any
 from widthlab import __version__, io
 
 RECORD_KEY = "widthlab.provenance"
-SIDECAR_SUFFIX = ".prov.json"
+SIDECAR_SUFFIX = io.SIDECAR_SUFFIX
 SCHEMA_VERSION = 1
 PACKAGES = (
     "numpy",

@@ -75,7 +75,7 @@ def test_missing_file_names_the_path_and_format(tmp_path, reader, name, fmt):
     with pytest.raises(ArtifactError, match="missing") as error:
         reader(path)
     assert str(path) in str(error.value) and fmt in str(error.value)
-    assert "rerun" in str(error.value)
+    assert f"`snakemake --force {path}`" in str(error.value)
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:
