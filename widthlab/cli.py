@@ -59,6 +59,10 @@ def describe_step(step: dict) -> list[str]:
     if not step["exists"]:
         lines.append("MISSING" + (f" (looked for {step['resolved']})"))
         return lines
+    if step.get("changed"):
+        lines[0] += f"  CHANGED since it was read ({step['changed']})"
+    if step.get("content"):
+        lines.append(f"CONTENT CHANGED: {step['content']}")
     if step["error"]:
         lines.append(f"UNREADABLE: {step['error']}")
         return lines
@@ -129,22 +133,49 @@ def provenance_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------- audit
 
 
+def _progress(done: int, total: int) -> None:
+    if done == total or done % 25 == 0:
+        end = "\n" if done == total else ""
+        print(f"\rwidthlab audit: {done}/{total} files checked", end=end, file=sys.stderr)
+
+
 def run_audit(args: argparse.Namespace) -> int:
+    show = _progress if sys.stderr.isatty() and not args.json else None
     try:
-        checked, problems = provenance.audit_report(args.directory, root=args.root)
+        report = provenance.audit_report(
+            args.directory, root=args.root, allow_mixed=args.allow_mixed, progress=show
+        )
     except ArtifactError as error:
         print(f"widthlab audit: {error}", file=sys.stderr)
         return 2
+    problems = report.problems
     if args.json:
-        json.dump({"artifacts": checked, "problems": [asdict(p) for p in problems]}, sys.stdout)
+        out = {
+            "artifacts": report.artifacts,
+            "problems": [asdict(p) for p in problems],
+            "code_versions": dict(report.code_versions),
+            "config_hashes": dict(report.config_hashes),
+            "dirty": report.dirty,
+        }
+        json.dump(out, sys.stdout)
         print()
-    elif problems:
-        for problem in problems:
-            print(problem.message)
+        return 1 if problems else 0
+    for problem in problems:
+        print(problem.message)
+    if report.dirty:
+        print(
+            f"note: {len(report.dirty)} of {len(report.artifacts)} artifacts were made from a "
+            "checkout with uncommitted changes (code " + ", ".join(report.code_versions) + ")"
+        )
+    if problems:
         artifacts = len({problem.artifact for problem in problems})
-        print(f"{len(problems)} problem(s) in {artifacts} of {len(checked)} artifacts")
+        print(f"{len(problems)} problem(s) in {artifacts} of {len(report.artifacts)} artifacts")
     else:
-        print(f"{len(checked)} artifacts, all inputs match")
+        versions = ", ".join(report.code_versions) or "none"
+        print(
+            f"{len(report.artifacts)} artifacts, all intact, all inputs match; "
+            f"code {versions}; config {', '.join(report.config_hashes) or 'none'}"
+        )
     return 1 if problems else 0
 
 
@@ -153,6 +184,11 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print artifacts and problems as JSON")
     parser.add_argument(
         "--root", help="workflow directory for relative input paths (default: inferred)"
+    )
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="accept artifacts made by several code versions or configs",
     )
 
 
@@ -474,7 +510,8 @@ COMMANDS: dict[str, Command] = {
         run_slurm_check,
     ),
     "audit": Command(
-        "re-hash the recorded inputs of every artifact; exit 1 on any mismatch",
+        "check every artifact's own hash, its inputs, code version and config; exit 1 on any "
+        "problem",
         audit_arguments,
         run_audit,
     ),

@@ -51,6 +51,14 @@ class ArtifactError(Exception):
     """An artifact is missing, truncated or not in the format its reader expects."""
 
 
+class ContentChanged(ArtifactError):
+    """An artifact's content differs from the hash recorded when it was written."""
+
+
+class NoContentHash(ArtifactError):
+    """A Parquet or NPZ artifact without the hash of its content (re-saved by other code)."""
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -108,14 +116,14 @@ def _unreadable(path, what: str, error: Exception) -> ArtifactError:
 
 
 def content_mismatch(path, recorded: str, current: str) -> ArtifactError:
-    return ArtifactError(
+    return ContentChanged(
         f"{path}: content changed since it was written (sha256 {recorded[:12]} recorded, "
         f"{current[:12]} now): {rebuild_hint(path)}"
     )
 
 
 def no_content_hash(path) -> ArtifactError:
-    return ArtifactError(
+    return NoContentHash(
         f"{path}: carries no content hash (re-saved by other code, or written before hashes were "
         f"recorded), so it cannot be trusted: {rebuild_hint(path)}"
     )
@@ -397,3 +405,23 @@ def read_npz_provenance(path: str | os.PathLike) -> dict | None:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise ArtifactError(f"{path}: its provenance entry is not JSON ({error})") from None
+
+
+# ------------------------------------------------------------------------------------- verify
+
+
+def verify(path: str | os.PathLike) -> bool:
+    """Check an artifact against the hash of its content it carries (Parquet, NPZ) or its
+    sidecar records (any other file): :class:`ArtifactError` if it differs or, for Parquet and
+    NPZ, if there is none. False for another file without a sidecar (nothing to check)."""
+    suffix = Path(path).suffix
+    if suffix == ".parquet":
+        _check_parquet(path, _read_bytes(path, "a Parquet file"))
+        return True
+    if suffix == ".npz":
+        load_npz(path)
+        return True
+    if sidecar_hash(path) is None:
+        return False
+    check_bytes(path, _read_bytes(path, "an artifact"))
+    return True

@@ -43,7 +43,68 @@ def test_subcommands_are_a_table():
 def test_audit_clean_run_exits_zero(run_dir):
     result = widthlab("audit", "results", cwd=run_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 artifacts, all inputs match" in result.stdout
+    assert "4 artifacts, all intact, all inputs match" in result.stdout
+
+
+def flip_a_data_bit(path) -> None:
+    """One bit of the first column page of a Parquet file (the data precede the footer)."""
+    data = bytearray(path.read_bytes())
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    data[footer - 3] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_audit_and_summary_refuse_a_flipped_bit_in_the_headline(run_dir):
+    headline = run_dir / "results/summary/headline.parquet"
+    with Job.standalone("headline", [], {}, {"e": 1}) as job:
+        job.write_parquet(pd.DataFrame({"g": [1.566]}), headline)
+    flip_a_data_bit(headline)
+    result = widthlab("audit", "results", cwd=run_dir)
+    assert result.returncode == 1
+    assert "results/summary/headline.parquet: content changed since it was written" in result.stdout
+    summary = widthlab("summary", "results", cwd=run_dir)
+    assert summary.returncode == 2 and "content changed since it was written" in summary.stderr
+    assert "snakemake --force results/summary/headline.parquet" in summary.stderr
+
+
+def test_audit_reports_a_table_re_saved_without_provenance(run_dir):
+    table = run_dir / "results/summary/training.parquet"
+    pd.read_parquet(table).assign(acc=42.0).to_parquet(table)
+    result = widthlab("audit", "results", cwd=run_dir)
+    assert result.returncode == 1
+    assert "results/summary/training.parquet: carries no provenance record" in result.stdout
+    assert "of 3 artifacts" in result.stdout  # the re-saved one no longer counts as recorded
+
+
+def test_audit_reports_mixed_code_versions_unless_allowed(run_dir, monkeypatch):
+    from widthlab.provenance import records
+
+    monkeypatch.setattr(records, "code_version", lambda: {"commit": "b" * 40, "dirty": False})
+    with Job.standalone("units_summary", [], {}, {"e": 2}) as job:
+        job.write_parquet(pd.DataFrame({"g": [2.0]}), "results/summary/units.parquet")
+    result = widthlab("audit", "results", cwd=run_dir)
+    assert result.returncode == 1
+    assert "artifacts from 2 code versions: " in result.stdout
+    assert "bbbbbbbbbbbb (1 artifacts)" in result.stdout
+    assert "artifacts from 2 configs: " in result.stdout
+    assert widthlab("audit", "results", "--allow-mixed", cwd=run_dir).returncode == 0
+
+
+def test_provenance_marks_a_recorded_hash_that_no_longer_matches(run_dir):
+    (run_dir / "raw/digits.csv").write_text("pixel,label\n9,9\n")
+    flip_a_data_bit(run_dir / "results/models/m/history.parquet")
+    result = widthlab("provenance", "results/summary/training.parquet", cwd=run_dir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    (raw,) = [line for line in lines if "raw/digits.csv" in line and "└─" in line]
+    assert "CHANGED since it was read" in raw
+    (history,) = [line for line in lines if "history.parquet" in line and "└─" in line]
+    assert "CHANGED since it was read" in history
+    assert any(
+        "CONTENT CHANGED: " in line and "m/history.parquet: content changed" in line
+        for line in lines
+    )
+    assert not any("metrics.json" in line and "CHANGED" in line for line in lines)
 
 
 def test_audit_defaults_to_results(run_dir):

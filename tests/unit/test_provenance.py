@@ -299,13 +299,44 @@ def test_audit_reports_missing_unreadable_and_modified(workdir):
     }
 
 
-def test_audit_ignores_files_without_records_and_reports_orphan_sidecars(workdir):
+def test_audit_reports_files_without_records_and_orphan_sidecars(workdir):
     paths = make_chain()
-    io.write_parquet(pd.DataFrame({"a": [1]}), "results/plain.parquet")
-    (workdir / "results/benchmark.tsv").write_text("s\n1\n")
+    (workdir / "results/benchmarks/train").mkdir(parents=True)  # Snakemake's, not artifacts
+    (workdir / "results/benchmarks/train/m.tsv").write_text("s\n1\n")
+    (workdir / "results/logs").mkdir()
+    (workdir / "results/logs/train.log").write_text("ok\n")
     assert audit("results") == []
+    io.write_parquet(pd.DataFrame({"a": [1]}), "results/plain.parquet")  # no record
+    pd.DataFrame({"a": [1]}).to_parquet("results/pandas.parquet")  # neither record nor hash
+    io.save_npz("results/plain.npz", {"a": np.zeros(2)})
+    (workdir / "results/notes.txt").write_text("x")
+    found = sorted((p.artifact, p.kind) for p in audit("results"))
+    assert found == [
+        ("results/notes.txt", "unrecorded"),
+        ("results/pandas.parquet", "unrecorded"),
+        ("results/plain.npz", "unrecorded"),
+        ("results/plain.parquet", "unrecorded"),
+    ]
+    for name in ("plain.parquet", "pandas.parquet", "plain.npz", "notes.txt"):
+        (workdir / "results" / name).unlink()
     (workdir / paths["metrics"]).unlink()
     assert [p.kind for p in audit("results")] == ["orphan"]
+
+
+def test_audit_counts_code_versions_and_configs_and_flags_mixtures(workdir, monkeypatch):
+    make_chain()
+    report = provenance.audit_report("results")
+    assert sum(report.code_versions.values()) == 3 and len(report.config_hashes) == 1
+    old = {"commit": "a" * 40, "dirty": False}
+    monkeypatch.setattr("widthlab.provenance.records.code_version", lambda: old)
+    with Job.standalone("units_summary", [], config={"epochs": 9}) as job:
+        job.write_parquet(pd.DataFrame({"x": [1]}), "results/summary/units.parquet")
+    report = provenance.audit_report("results")
+    mixed = [p.message for p in report.problems if p.kind == "mixed"]
+    assert len(mixed) == 2
+    assert "artifacts from 2 code versions" in mixed[0] and "aaaaaaaaaaaa (1 artifacts)" in mixed[0]
+    assert "artifacts from 2 configs" in mixed[1] and "--allow-mixed" in mixed[1]
+    assert provenance.audit("results", allow_mixed=True) == []
 
 
 # ------------------------------------------------------------------------------------- Job

@@ -1,0 +1,219 @@
+"""The audit: does every artifact under a results folder still hold what was written, from the
+inputs it records, with one code version and one config?
+
+Per artifact: a record that parses (an artifact without one is reported), its own content hash
+(:func:`widthlab.io.verify`), every recorded input re-hashed. Across artifacts: the code versions
+(commit, plus the diff's hash when the tree was dirty) and config hashes they were made with,
+with counts; more than one of either is a problem unless mixing is allowed. Artifacts made from
+a dirty tree are counted (a note, not a problem).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from widthlab import io
+from widthlab.provenance.environment import _digest
+from widthlab.provenance.records import RECORD_KEY, SIDECAR_SUFFIX, _parse, _resolve, workflow_root
+
+# folders of a results tree that hold no artifacts (Snakemake's logs and benchmarks)
+NOT_ARTIFACTS = ("logs", "benchmarks")
+EMBEDDED = (".parquet", ".npz")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One audit finding. kind: changed | missing (an input) | unreadable | modified (the
+    artifact itself) | orphan (a sidecar without its file) | unrecorded (no provenance) |
+    mixed (code versions or configs)."""
+
+    artifact: str
+    input: str | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Report:
+    """What :func:`audit_report` found: the artifacts carrying a record, the problems, the code
+    versions and config hashes (short label → artifacts) and the artifacts from a dirty tree."""
+
+    artifacts: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    code_versions: Counter = field(default_factory=Counter)
+    config_hashes: Counter = field(default_factory=Counter)
+    dirty: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # (artifacts, problems) = audit_report(...) as before
+        return iter((self.artifacts, self.problems))
+
+
+def _artifacts(directory: Path) -> Iterator[tuple[Path, Path | None]]:
+    """(artifact, file holding its record or None) for every file under ``directory`` but
+    Snakemake's logs and benchmarks, hidden and temporary files."""
+    for folder, subfolders, files in os.walk(directory):
+        top = Path(folder) == directory
+        subfolders[:] = sorted(
+            d for d in subfolders if not d.startswith(".") and not (top and d in NOT_ARTIFACTS)
+        )
+        names = set(files)
+        for name in sorted(files):
+            file = Path(folder) / name
+            if name.startswith(".") or io.is_temporary(file):
+                continue
+            if name.endswith(SIDECAR_SUFFIX):
+                if name[: -len(SIDECAR_SUFFIX)] not in names:  # an orphan sidecar
+                    yield Path(folder) / name[: -len(SIDECAR_SUFFIX)], file
+            elif f"{name}{SIDECAR_SUFFIX}" in names:
+                yield file, Path(folder) / f"{name}{SIDECAR_SUFFIX}"
+            else:
+                yield file, file if file.suffix in EMBEDDED else None
+
+
+def _embedded(file: Path) -> dict | None:
+    if file.name.endswith(SIDECAR_SUFFIX):
+        return io.load_json(file)
+    if file.suffix == ".parquet":
+        text = io.read_parquet_metadata(file).get(RECORD_KEY)
+        return None if text is None else _parse(file, text)
+    return io.read_npz_provenance(file)
+
+
+def _self_check(artifact: Path) -> list[Problem]:
+    name = str(artifact)
+    try:
+        io.verify(artifact)
+    except io.NoContentHash as error:
+        return [Problem(name, None, "unrecorded", str(error))]
+    except io.ContentChanged as error:
+        return [Problem(name, None, "modified", str(error))]
+    except io.ArtifactError as error:
+        return [Problem(name, None, "unreadable", f"{name}: unreadable: {error}")]
+    return []
+
+
+def _input_problems(name: str, rec: dict, base: Path) -> list[Problem]:
+    problems = []
+    for entry in rec.get("inputs", []):
+        source, recorded = entry.get("path"), entry.get("sha256")
+        if not source or not recorded:
+            continue
+        resolved = _resolve(base, source)
+        if not resolved.exists():
+            message = f"{name}: input {source} is missing (looked for {resolved})"
+            problems.append(Problem(name, source, "missing", message))
+            continue
+        current = _digest(resolved)[0]
+        if current != recorded:
+            message = (
+                f"{name}: input {source} changed since the artifact was made "
+                f"(sha256 {recorded[:12]} recorded, {current[:12]} now)"
+            )
+            problems.append(Problem(name, source, "changed", message))
+    return problems
+
+
+def read_record(artifact: Path, holder: Path | None) -> tuple[dict | None, list[Problem]]:
+    """(record, problems) of one artifact whose record lies in ``holder`` (None: nowhere)."""
+    name = str(artifact)
+    if holder is None:
+        message = (
+            f"{name}: carries no provenance (no {SIDECAR_SUFFIX} sidecar; made outside widthlab?)"
+        )
+        return None, [Problem(name, None, "unrecorded", message)]
+    try:
+        rec = _embedded(holder)
+    except io.ArtifactError as error:
+        return None, [Problem(name, None, "unreadable", f"{name}: unreadable: {error}")]
+    if rec is None:
+        message = f"{name}: carries no provenance record (re-saved by other code?)"
+        return None, [Problem(name, None, "unrecorded", message)]
+    if not isinstance(rec, dict) or not isinstance(rec.get("inputs", []), list):
+        return None, [Problem(name, None, "unreadable", f"{name}: malformed provenance record")]
+    return rec, []
+
+
+def check_artifact(
+    artifact: Path, holder: Path | None, root: str | os.PathLike | None = None
+) -> tuple[dict | None, list[Problem]]:
+    """(its record or None, problems) for one artifact whose record lies in ``holder``."""
+    rec, problems = read_record(artifact, holder)
+    if holder is not None and holder != artifact and not artifact.exists():
+        message = f"{artifact}: missing, but its sidecar {holder} remains"
+        return rec, [Problem(str(artifact), None, "orphan", message)]
+    if not any(p.kind == "unreadable" for p in problems):
+        own = _self_check(artifact)
+        problems += [p for p in own if not (problems and p.kind == "unrecorded")]
+    if rec is not None:
+        base = Path(root) if root is not None else workflow_root(artifact, rec)
+        problems += _input_problems(str(artifact), rec, base)
+    return rec, problems
+
+
+def code_label(rec: dict) -> str:
+    """The code version of a record: its commit, plus the diff's hash when the tree was dirty."""
+    code = rec.get("code") or {}
+    label = str(code.get("commit", "unknown"))[:12]
+    if code.get("dirty"):
+        label += f"+dirty:{str(code.get('diff_sha256', '?'))[:8]}"
+    return label
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{label} ({n} artifacts)" for label, n in counter.most_common())
+
+
+def _mixed(report: Report, allow_mixed: bool) -> list[Problem]:
+    problems = []
+    for what, counter in (
+        ("code versions", report.code_versions),
+        ("configs", report.config_hashes),
+    ):
+        if len(counter) > 1 and not allow_mixed:
+            message = (
+                f"artifacts from {len(counter)} {what}: {_counts(counter)}; rerun what is older "
+                "(widthlab rerun STAGE), or pass --allow-mixed to accept"
+            )
+            problems.append(Problem("*", None, "mixed", message))
+    return problems
+
+
+def audit_report(
+    directory: str | os.PathLike = "results",
+    root: str | os.PathLike | None = None,
+    *,
+    allow_mixed: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """The :class:`Report` for everything under ``directory`` (``progress(done, total)`` is
+    called after each artifact)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise io.ArtifactError(f"{directory}: not a directory of artifacts")
+    report = Report()
+    found = list(_artifacts(directory))
+    for done, (artifact, holder) in enumerate(found, 1):
+        rec, problems = check_artifact(artifact, holder, root)
+        report.problems.extend(problems)
+        if rec is not None:
+            report.artifacts.append(str(artifact))
+            report.code_versions[code_label(rec)] += 1
+            report.config_hashes[str(rec.get("config_hash"))[:12]] += 1
+            if (rec.get("code") or {}).get("dirty"):
+                report.dirty.append(str(artifact))
+        if progress is not None:
+            progress(done, len(found))
+    report.problems.extend(_mixed(report, allow_mixed))
+    return report
+
+
+def audit(directory: str | os.PathLike = "results", root=None, **options) -> list[Problem]:
+    """The problems :func:`audit_report` finds under ``directory``."""
+    return audit_report(directory, root, **options).problems
