@@ -7,7 +7,13 @@ from snakemake.utils import validate
 
 from widthlab import cost, cost_stages
 from widthlab.cluster import Cluster
-from widthlab.config import ConfigError, check_config, check_semantics
+from widthlab.config import (
+    ConfigError,
+    check_config,
+    check_duplicate_keys,
+    check_semantics,
+    check_train_sizes,
+)
 from widthlab.data.sources import expected_raw_files, missing_raw_files
 from widthlab.grid import (
     DATA_ID_PATTERN,
@@ -23,10 +29,12 @@ from widthlab.recipe import recipe_key
 from widthlab.training.packs import plan_packs
 
 try:
+    check_duplicate_keys(workflow.configfiles)
     check_config(config)
     validate(config, "../schemas/config.schema.yaml")
     check_semantics(config, set(config["train"]))
     GRIDS = grids_from_config(config)
+    check_train_sizes(GRIDS, config["data"].get("synthetic"))
 except (ConfigError, ValueError) as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 

@@ -7,6 +7,9 @@ that names the key, and adds the checks a schema cannot express.
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import jsonschema
@@ -31,9 +34,98 @@ def load_schema(path: str | Path = SCHEMA) -> dict:
         return yaml.safe_load(handle)
 
 
+def grid_train_schema(schema: dict) -> dict:
+    """``schema`` with each grid's ``train:`` overrides checked against the keys and types of the
+    top-level ``train:`` (without its defaults: an override names only what it changes)."""
+    schema = copy.deepcopy(schema)
+    train = schema["properties"]["train"]
+    grid = schema.get("definitions", {}).get("grid", {}).get("properties", {})
+    if "train" in grid:
+        properties = {
+            key: {k: v for k, v in rule.items() if k != "default"}
+            for key, rule in train["properties"].items()
+        }
+        grid["train"] = {
+            **grid["train"],
+            "type": "object",
+            "additionalProperties": False,
+            "properties": properties,
+        }
+    return schema
+
+
+def _numbers(value, where: list) -> Iterator[tuple[list, float]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _numbers(item, [*where, key])
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _numbers(item, [*where, index])
+    elif isinstance(value, float):
+        yield where, value
+
+
+def check_finite(config: Mapping) -> None:
+    """Raise ConfigError naming the first key whose value is .inf or .nan."""
+    for where, value in _numbers(config, []):
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key_path(where)}: {value} is not a finite number")
+
+
+class _Keys(yaml.SafeLoader):
+    """A YAML loader that keeps the nodes (for their keys and line numbers)."""
+
+
+def _duplicates(node, where: list) -> Iterator[str]:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                yield (
+                    f"config key {key_path([*where, name])} appears twice (lines {seen[name]} "
+                    f"and {line}); YAML would silently keep only the last"
+                )
+            seen.setdefault(name, line)
+            yield from _duplicates(value, [*where, name])
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicates(item, [*where, index])
+
+
+def check_duplicate_keys(paths: Iterable[str | Path]) -> None:
+    """Raise ConfigError naming the first key that a config file sets twice."""
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            root = yaml.compose(handle, Loader=_Keys)
+        for problem in _duplicates(root, []):
+            raise ConfigError(f"{path}: {problem}")
+
+
+def check_train_sizes(grids: Mapping, synthetic: Mapping | None = None) -> None:
+    """Raise ConfigError when a grid's train_size exceeds the training examples of its dataset,
+    where that number is known from the dataset's spec (not for a class subset of digits,
+    whose classes are not exactly balanced)."""
+    from widthlab.sizes import data_shape
+
+    for name, grid in grids.items():
+        for spec in grid.specs():
+            data = spec.data
+            if spec.train_size is None or (data.name == "digits" and data.classes is not None):
+                continue
+            available = data_shape(data, synthetic).n_train
+            if spec.train_size > available:
+                raise ConfigError(
+                    f"config key grids.{name}.train_size: {spec.train_size} is more than the "
+                    f"{available} training examples of {data.id}"
+                )
+
+
 def check_config(config: dict, schema: dict | None = None) -> None:
     """Raise ConfigError naming the key of the first (most specific) violation."""
-    schema = schema or load_schema()
+    check_finite(config)
+    schema = grid_train_schema(schema or load_schema())
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:

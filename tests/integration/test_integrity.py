@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import fork, job_counts, snakemake
+import yaml
+from conftest import copy_workflow, fork, job_counts, snakemake, tiny_config
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +53,71 @@ def test_rerun_of_two_stages_runs_them_and_nothing_else(tiny_run, tmp_path):
     counts = job_counts(snakemake(workdir, "-n").stdout)
     assert "activations_0" not in counts and "units_summary" not in counts
     assert "headline" in counts  # downstream of units: out of date, as the message says
+
+
+def _dump(config) -> str:
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _edit(change):
+    """A config.yaml text: the tiny config changed by ``change`` (which edits it in place)."""
+
+    def edited(config):
+        change(config)
+        return _dump(config)
+
+    return edited
+
+
+def _grid(name, **values):
+    return _edit(lambda c: c["grids"][name].update(values))
+
+
+BAD_CONFIGS = {
+    "grid train lr fast": (
+        _grid("clones_early", train={"lr": "fast"}),
+        "invalid configuration: config key grids.clones_early.train.lr: 'fast' is not of type "
+        "'number'",
+    ),
+    "grid train lr negative": (
+        _grid("clones_early", train={"lr": -5}),
+        "invalid configuration: config key grids.clones_early.train.lr: -5 is less than or equal "
+        "to the minimum of 0",
+    ),
+    "lr inf": (
+        _edit(lambda c: c["train"].update(lr=float("inf"))),
+        "invalid configuration: config key train.lr: inf is not a finite number",
+    ),
+    "weight decay nan": (
+        _grid("main", weight_decay=[float("nan")]),
+        "invalid configuration: config key grids.main.weight_decay[0]: nan is not a finite number",
+    ),
+    "duplicate key": (
+        lambda c: _dump(c).replace("  main:\n", "  main:\n    width: [8]\n", 1),
+        "config.yaml: config key grids.main.width appears twice (lines 12 and 16)",
+    ),
+    "train size": (
+        _grid("main", train_size=[5000]),
+        "invalid configuration: config key grids.main.train_size: 5000 is more than the 1437 "
+        "training examples of digits",
+    ),
+    "huge width": (
+        _grid("main", width=[10**9]),
+        "invalid configuration: config key grids.main: model digits-mlp-w1000000000-d1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_stops_before_any_job_with_one_line_naming_the_key(tmp_path, case):
+    edit, message = BAD_CONFIGS[case]
+    workdir = copy_workflow(tmp_path)
+    text = edit(tiny_config())
+    assert text != _dump(tiny_config()), "the edit did not apply"
+    (workdir / "config.yaml").write_text(text)
+    result = snakemake(workdir, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in out, out
+    assert "Traceback" not in out
+    assert not (workdir / "results").exists()
