@@ -5,6 +5,7 @@ from widthlab.data.npz import load_dataset
 from widthlab.grid import parse_model_id
 from widthlab.models import save_model
 from widthlab.provenance import Job
+from widthlab.training.checkpoint import die_with_parent, remove
 from widthlab.training.settings import TrainConfig
 from widthlab.training.train import train, train_pack
 
@@ -17,7 +18,12 @@ job = Job.from_snakemake(snakemake)
 specs = [parse_model_id(m) for m in snakemake.params.models]
 settings = TrainConfig.from_dict({**snakemake.params.train, "device": snakemake.params.device})
 dataset = load_dataset(snakemake.input.data)
-common = {"checkpoint_path": snakemake.params.checkpoint, "log": job.log.info}
+die_with_parent(job.log.info)  # a SIGKILLed Snakemake stops its trainer (checkpoint written)
+common = {
+    "checkpoint_path": snakemake.params.checkpoint,
+    "log": job.log.info,
+    "keep_checkpoint": True,  # dropped below, once every output is written
+}
 if len(specs) == 1:
     results = [train(specs[0], dataset, settings, **common)]
 else:
@@ -38,3 +44,4 @@ for spec, result, model_path, history_path, metrics_path in outputs:
         job.save_json(metrics_path, result.metrics)
         save_model(result.model, spec, model_path)
         job.sidecar(model_path)
+remove(snakemake.params.checkpoint)

@@ -21,7 +21,7 @@ from sklearn.datasets import load_digits
 
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.io import ArtifactError, save_json, write_parquet
-from widthlab.training.checkpoint import Preempted
+from widthlab.training.checkpoint import Preempted, remove
 from widthlab.training.pieces import batch_bounds, crop_flip, lr_at, square_hinge_loss
 from widthlab.training.settings import TrainConfig
 from widthlab.training.state import NonFiniteLossError
@@ -414,3 +414,67 @@ def test_summary_tables(tmp_path):
     with pytest.raises(ArtifactError, match="not a model id"):
         history_table([tmp_path / "elsewhere" / "history.parquet"])
     assert math.isfinite(stacked["train_loss"].sum())
+
+
+# ---------------------------------------------------------- issue 16: no lost work, no orphans
+
+CHILD = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from test_train import resume_setup
+from dataclasses import replace
+from widthlab.training.checkpoint import die_with_parent
+from widthlab.training.train import train
+spec, data, cfg = resume_setup()
+cfg = replace(cfg, max_epochs=100000, checkpoint_every_steps=0)
+watched = die_with_parent(lambda line: print(line, flush=True), every=0.1)
+open({ready!r}, "w").write(f"{{os.getpid()}} {{watched}}")
+train(spec, data, cfg, checkpoint_path={checkpoint!r}, log=lambda line: None)
+"""
+
+FAKE_SNAKEMAKE = """#!{python}
+import subprocess, sys, time
+subprocess.Popen(["bash", "-c", "set -euo pipefail; {python} " + sys.argv[1]])
+time.sleep(600)
+"""
+
+
+def test_a_trainer_stops_and_checkpoints_when_its_snakemake_is_killed(tmp_path):
+    """Snakemake runs a script through bash; SIGKILL to Snakemake alone used to leave the
+    trainer running (and a second one, after --unlock, on the same checkpoint)."""
+    ready, checkpoint = tmp_path / "ready", tmp_path / "ckpt.pt"
+    child = tmp_path / "child.py"
+    child.write_text(CHILD.format(tests=str(HERE), ready=str(ready), checkpoint=str(checkpoint)))
+    fake = tmp_path / "snakemake"  # the name a process is told apart by
+    fake.write_text(FAKE_SNAKEMAKE.format(python=sys.executable))
+    fake.chmod(0o755)
+    parent = subprocess.Popen([str(fake), str(child)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        trainer, watched = map(int, ready.read_text().split())
+        assert watched == parent.pid
+        time.sleep(0.5)
+        parent.kill()  # SIGKILL: no handler of Snakemake's runs
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{trainer}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{trainer}").exists(), "the trainer outlived its Snakemake"
+        assert checkpoint.exists(), "the trainer stopped without writing its checkpoint"
+    finally:
+        parent.kill()
+
+
+def test_a_workflow_job_keeps_its_checkpoint_until_it_drops_it(tmp_path):
+    spec, data, cfg = resume_setup()
+    checkpoint = tmp_path / "ckpt.pt"
+    first = train(spec, data, cfg, checkpoint_path=checkpoint, keep_checkpoint=True, **QUIET)
+    assert checkpoint.exists()  # a kill while the outputs are written loses nothing
+    lines = []
+    again = train(spec, data, cfg, checkpoint_path=checkpoint, log=lines.append)
+    assert any("resuming from" in line for line in lines)
+    assert_same_weights(first.model, again.model)
+    assert not checkpoint.exists()  # the default: dropped when training ends
+    remove(checkpoint)  # and removing twice is harmless

@@ -9,7 +9,9 @@ epoch's permutation, the position in it, the epoch's batch statistics so far and
 A checkpoint made for other models, another training-set size, another device type or other
 weight-changing settings is not resumed (training starts over and replaces it). The SLURM job
 id of every run that worked on a model is kept. The checkpoint is removed once training has
-finished (:func:`remove`).
+finished (:func:`remove`), or, with ``keep_checkpoint=True`` (the workflow's train jobs), once
+the job has written its outputs. :func:`die_with_parent` sends the stop signal when the
+Snakemake that started the job dies, so no trainer outlives it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +201,71 @@ def restore(run: Run, learner, state: TrainState) -> None:
     )
 
 
-def remove(path: Path | None) -> None:
-    """Delete the checkpoint of a finished training (the results are in memory now)."""
+def remove(path: str | os.PathLike | None) -> None:
+    """Delete the checkpoint of a finished training. A workflow job calls this only once its
+    outputs are written (training with ``keep_checkpoint=True`` until then): killed before, its
+    rerun resumes at the end instead of starting over."""
     if path is not None:
-        path.unlink(missing_ok=True)
+        Path(path).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A trainer dies with the Snakemake that started it
+# --------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (None: no such process)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _is_snakemake(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    return module == "snakemake" or any(Path(arg).name == "snakemake" for arg in argv[:2])
+
+
+def snakemake_ancestor(levels: int = 4) -> int | None:
+    """The process id of the Snakemake that runs this job (a parent or a few levels up: it
+    runs a script through a shell), or None outside Snakemake or without /proc."""
+    pid = os.getppid()
+    for _ in range(levels):
+        if pid <= 1:
+            return None
+        if _is_snakemake(pid):
+            return pid
+        stat = _stat(pid)
+        if stat is None:
+            return None
+        pid = int(stat[1])
+    return None
+
+
+def die_with_parent(
+    log: Callable[[str], Any] = print, pid: int | None = None, every: float = 1.0
+) -> int | None:
+    """Send SIGTERM to this process when ``pid`` (default :func:`snakemake_ancestor`) is gone:
+    training then writes its checkpoint and stops (:class:`Preempted`), so a trainer never
+    outlives the Snakemake that started it and two never share a checkpoint. Returns the
+    watched process id (None: nothing to watch)."""
+    pid = snakemake_ancestor() if pid is None else pid
+    stat = _stat(pid) if pid is not None else None
+    if stat is None:
+        return None
+    started = stat[19]  # the start time tells the process from a later one with its id
+
+    def watch() -> None:
+        while (now := _stat(pid)) is not None and now[19] == started and now[0] != "Z":
+            time.sleep(every)
+        log(f"the Snakemake process {pid} that started this job is gone: stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    return pid

@@ -93,9 +93,7 @@ def fit(run: Run, learner: Learner, models: list[TappedModel]) -> list[TrainResu
         if run.stop.signum is not None:
             raise checkpoint.preempted(run, state)
 
-    results = _results(run, learner, state, models, facts, sizes)
-    checkpoint.remove(run.checkpoint)
-    return results
+    return _results(run, learner, state, models, facts, sizes)
 
 
 def _end_epoch(run: Run, learner: Learner, state: TrainState, models, sizes: Sizes) -> list[int]:

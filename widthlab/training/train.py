@@ -18,7 +18,7 @@ import torch
 from widthlab.device import resolve_device
 from widthlab.grid import ModelSpec
 from widthlab.models import seeded_model
-from widthlab.training.checkpoint import stop_on_signals
+from widthlab.training.checkpoint import remove, stop_on_signals
 from widthlab.training.learners import Data, OneModel, StackedMLPs, to_device
 from widthlab.training.loop import TrainResult, fit
 from widthlab.training.packs import pack_key, packable
@@ -66,13 +66,16 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     log: Callable[[str], Any] = print,
     on_step: Callable[[int, int], Any] | None = None,
+    keep_checkpoint: bool = False,
 ) -> TrainResult:
     """Train the model ``spec`` on ``dataset`` (first ``spec.train_size`` training examples).
 
     Resumes from ``checkpoint_path`` when that file exists (and was made for this model and
     these settings; otherwise starts over and replaces it). ``log`` receives one line per epoch.
     ``on_step(epoch, step)`` is called after every optimizer step (1-based epoch, steps done).
-    Raises :class:`NonFiniteLossError` and, on SIGTERM / SIGUSR1, :class:`Preempted`.
+    Raises :class:`NonFiniteLossError` and, on SIGTERM / SIGUSR1, :class:`Preempted`. The
+    checkpoint is removed at the end unless ``keep_checkpoint`` (then the caller removes it
+    with :func:`~widthlab.training.checkpoint.remove` once its outputs are written).
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     device, data, in_shape, num_classes = prepare([spec], dataset, cfg, spec.id)
@@ -81,6 +84,8 @@ def train(
         learner = OneModel(model, spec.weight_decay, data, cfg, device)
         run = Run([spec], _path(checkpoint_path), log, on_step, spec.id, stop)
         (result,) = fit(run, learner, [model])
+    if not keep_checkpoint:
+        remove(checkpoint_path)
     return result
 
 
@@ -92,6 +97,7 @@ def train_pack(
     log: Callable[[str], Any] = print,
     on_step: Callable[[int, int], Any] | None = None,
     name: str | None = None,
+    keep_checkpoint: bool = False,
 ) -> list[TrainResult]:
     """Train several MLPs together (:class:`StackedMLPs`), one result per spec, in order.
 
@@ -110,7 +116,10 @@ def train_pack(
         models = [seeded_model(s, in_shape, num_classes) for s in specs]
         learner = StackedMLPs(models, specs[0].weight_decay, data, cfg, device)
         run = Run(specs, _path(checkpoint_path), log, on_step, label, stop)
-        return fit(run, learner, models)
+        results = fit(run, learner, models)
+    if not keep_checkpoint:
+        remove(checkpoint_path)
+    return results
 
 
 def check_pack(specs: list[ModelSpec], cfg: TrainConfig, label: str) -> None:
