@@ -149,6 +149,13 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"widthlab audit: {error}", file=sys.stderr)
         return 2
     problems = report.problems
+    if not args.no_dag and Path("Snakefile").is_file():
+        known = {(p.artifact, p.kind) for p in problems}  # a missing file reported once
+        problems += [
+            p
+            for p in _dag_problems(args.directory, args.snakemake)
+            if not (p.kind == "missing" and (p.artifact, "orphan") in known)
+        ]
     if args.json:
         out = {
             "artifacts": report.artifacts,
@@ -179,6 +186,17 @@ def run_audit(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _dag_problems(directory: str, extra: list[str]) -> list[provenance.Problem]:
+    """What ``snakemake --summary`` says about the outputs under ``directory``."""
+    command = [sys.executable, "-m", "snakemake", "--summary", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        message = f"could not compare with the current workflow (snakemake --summary: {why})"
+        return [provenance.Problem("*", None, "workflow", message)]
+    return provenance.dag_problems(directory, done.stdout)
+
+
 def audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", nargs="?", default="results", help="default: results")
     parser.add_argument("--json", action="store_true", help="print artifacts and problems as JSON")
@@ -190,6 +208,13 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept artifacts made by several code versions or configs",
     )
+    parser.add_argument(
+        "--no-dag",
+        action="store_true",
+        help="skip the comparison with the current workflow (snakemake --summary), which runs "
+        "when a Snakefile is in the current directory",
+    )
+    parser.epilog = "Arguments after -- go to snakemake --summary, e.g. -- --configfile x.yaml"
 
 
 # --------------------------------------------------------------------------------- summary

@@ -17,7 +17,14 @@ sidecars, chains), :mod:`.checks` (the audit), :mod:`.job` (what workflow script
 package never imports Snakemake.
 """
 
-from widthlab.provenance.checks import Problem, Report, audit, audit_report, check_artifact
+from widthlab.provenance.checks import (
+    Problem,
+    Report,
+    audit,
+    audit_report,
+    check_artifact,
+    dag_problems,
+)
 from widthlab.provenance.environment import (
     PACKAGES,
     SLURM_VARIABLES,
@@ -62,6 +69,7 @@ __all__ = [
     "audit",
     "audit_report",
     "check_artifact",
+    "dag_problems",
     "chain",
     "code_version",
     "config_hash",

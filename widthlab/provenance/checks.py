@@ -5,7 +5,9 @@ Per artifact: a record that parses (an artifact without one is reported), its ow
 (:func:`widthlab.io.verify`), every recorded input re-hashed. Across artifacts: the code versions
 (commit, plus the diff's hash when the tree was dirty) and config hashes they were made with,
 with counts; more than one of either is a problem unless mixing is allowed. Artifacts made from
-a dirty tree are counted (a note, not a problem).
+a dirty tree are counted (a note, not a problem). Against the workflow (:func:`dag_problems`, from
+``snakemake --summary``): outputs that are missing, out of date for the current config or code,
+and files no rule of the current workflow makes.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def read_record(artifact: Path, holder: Path | None) -> tuple[dict | None, list[
         return None, [Problem(name, None, "unreadable", f"{name}: unreadable: {error}")]
     if rec is None:
         message = f"{name}: carries no provenance record (re-saved by other code?)"
-        return None, [Problem(name, None, "unrecorded", message)]
+        return None, [Problem(name, None, "unrecorded", f"{message}: {io.rebuild_hint(name)}")]
     if not isinstance(rec, dict) or not isinstance(rec.get("inputs", []), list):
         return None, [Problem(name, None, "unreadable", f"{name}: malformed provenance record")]
     return rec, []
@@ -146,7 +148,8 @@ def check_artifact(
     """(its record or None, problems) for one artifact whose record lies in ``holder``."""
     rec, problems = read_record(artifact, holder)
     if holder is not None and holder != artifact and not artifact.exists():
-        message = f"{artifact}: missing, but its sidecar {holder} remains"
+        hint = io.rebuild_hint(artifact)
+        message = f"{artifact}: missing, but its sidecar {holder} remains: {hint}"
         return rec, [Problem(str(artifact), None, "orphan", message)]
     if not any(p.kind == "unreadable" for p in problems):
         own = _self_check(artifact)
@@ -217,3 +220,44 @@ def audit_report(
 def audit(directory: str | os.PathLike = "results", root=None, **options) -> list[Problem]:
     """The problems :func:`audit_report` finds under ``directory``."""
     return audit_report(directory, root, **options).problems
+
+
+def _outputs(directory: Path) -> Iterator[Path]:
+    """The files under ``directory`` a rule should have made (no sidecars, logs, benchmarks)."""
+    for artifact, _ in _artifacts(directory):
+        if artifact.exists():
+            yield artifact
+
+
+def dag_problems(directory: str | os.PathLike, summary: str) -> list[Problem]:
+    """Outputs of the current workflow under ``directory`` that are missing or out of date, and
+    files there that no rule makes; ``summary`` is what ``snakemake --summary`` printed (run in
+    the current directory)."""
+    rows = [line.split("\t") for line in summary.splitlines() if line.count("\t") >= 5]
+    rows = [row for row in rows if row[0] != "output_file"]
+    directory = Path(directory)
+    inside = os.path.normpath(os.path.relpath(directory))
+    problems: list[Problem] = []
+    pending: dict[str, list[str]] = {}
+    for path, _date, rule, _logs, status, plan, *_ in rows:
+        path = os.path.normpath(path)
+        if not (path == inside or path.startswith(inside + os.sep)):
+            continue
+        if status == "missing" or not os.path.exists(path):
+            message = f"{path}: an output of rule {rule} is missing: {io.rebuild_hint(path)}"
+            problems.append(Problem(path, None, "missing", message))
+        elif plan == "update pending":
+            pending.setdefault(f"{rule} ({status})", []).append(path)
+    for what, paths in pending.items():
+        message = (
+            f"rule {what}: {len(paths)} output(s) out of date for the current workflow, e.g. "
+            f"{paths[0]}: run snakemake (the same options as the run) to update them"
+        )
+        problems.append(Problem(paths[0], None, "outdated", message))
+    made = {os.path.normpath(row[0]) for row in rows}
+    for file in _outputs(directory):
+        path = os.path.normpath(os.path.relpath(file))
+        if path not in made:
+            message = f"{path}: no rule of the current workflow makes it (from an earlier config?)"
+            problems.append(Problem(path, None, "extra", message))
+    return problems
