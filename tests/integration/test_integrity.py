@@ -176,14 +176,14 @@ def test_a_corrupt_or_misplaced_model_is_refused(tiny_run, tmp_path):
     models = workdir / "results/models"
     for name in ("model.pt", "model.pt.prov.json"):  # w32's file and sidecar under w16
         (models / W16 / name).write_bytes((models / W32 / name).read_bytes())
-    result = widthlab_cli("rerun", "activations", cwd=workdir)
+    result = widthlab_cli("rerun", "activations", "--", "--cores", "2", cwd=workdir)
     assert result.returncode != 0
     assert f"holds model {W32}, not the {W16} its folder names" in result.stdout + result.stderr
     shutil.copy2(tiny_run / f"results/models/{W16}/model.pt.prov.json", models / W16)
     data = bytearray((models / W16 / "model.pt").read_bytes())
     data[len(data) // 2] ^= 0x10
     (models / W16 / "model.pt").write_bytes(bytes(data))
-    result = widthlab_cli("rerun", "activations", cwd=workdir)
+    result = widthlab_cli("rerun", "activations", "--", "--cores", "2", cwd=workdir)
     assert result.returncode != 0
     assert f"{W16}/model.pt: content changed since it was written" in result.stdout + result.stderr
 
