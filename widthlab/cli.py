@@ -11,7 +11,6 @@ import argparse
 import glob
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from widthlab import __version__, headline, provenance
+from widthlab import __version__, headline, provenance, rerun
 from widthlab.io import ArtifactError, read_parquet
 
 
@@ -314,42 +313,10 @@ def publish_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------ slurm-check
 
-SLURM_PLUGIN = "snakemake_executor_plugin_slurm"
-
-
-def slurm_problems() -> list[str]:
-    """What stops `snakemake --workflow-profile profiles/slurm` here, each with its remedy."""
-    import importlib.util
-    import shutil
-
-    problems = []
-    if importlib.util.find_spec(SLURM_PLUGIN) is None:
-        problems.append(
-            "the Snakemake SLURM executor plugin is not installed (Snakemake would only say "
-            "\"invalid choice: 'slurm'\"): pip install snakemake-executor-plugin-slurm, "
-            "or pip install 'widthlab[slurm]'"
-        )
-    for command, what in (("sbatch", "submit jobs"), ("squeue", "watch them")):
-        if shutil.which(command) is None:
-            problems.append(
-                f"`{command}` is not on PATH ({what}): run on a login node of the cluster"
-            )
-    if shutil.which("sacct") is not None:
-        try:
-            done = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, timeout=20)
-            failed = done.returncode != 0
-        except (OSError, subprocess.TimeoutExpired):
-            failed = True
-        if failed:
-            problems.append(
-                "`sacct` exists but fails (no slurmdbd?): the plugin checks job status with it "
-                "and would wait forever; ask for accounting, or add `slurm-status-command: "
-                "squeue` to a copy of profiles/slurm/config.yaml"
-            )
-    return problems
-
 
 def run_slurm_check(args: argparse.Namespace) -> int:
+    from widthlab.cluster import slurm_problems
+
     problems = slurm_problems()
     for problem in problems:
         print(f"widthlab slurm-check: {problem}", file=sys.stderr)
@@ -359,54 +326,6 @@ def run_slurm_check(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------- rerun
-
-
-# A stage whose rules are not all named after it: the cross-paper report is the headline rule
-# and the joint analysis; `training` is the training summary (`train` the trainings).
-STAGE_ALIASES = {"report": ("headline", "joint")}
-
-
-def _matches(rule: str, stage: str) -> bool:
-    return rule == stage or rule.startswith(f"{stage}_")
-
-
-def stage_rules(rules: list[str], stages: list[str]) -> list[str]:
-    """The rules of ``stages``: a stage's rules are named after it (``units_model_0``,
-    ``units_summary``, ``train_pack6_…``); a name that is itself a rule is taken as it is."""
-    prefixes = [p for s in stages for p in STAGE_ALIASES.get(s, (s,))]
-    unknown = [
-        s
-        for s in stages
-        if not any(_matches(r, p) for r in rules for p in STAGE_ALIASES.get(s, (s,)))
-    ]
-    if unknown:
-        raise ValueError(f"no rules of {unknown} in this workflow; its rules are {sorted(rules)}")
-    return [r for r in rules if any(_matches(r, p) for p in prefixes)]
-
-
-_NODE = re.compile(r"^\s*(\d+)\s*\[\s*label\s*=\s*\"([^\"]+)\"", re.MULTILINE)
-_EDGE = re.compile(r"^\s*(\d+)\s*->\s*(\d+)", re.MULTILINE)
-
-
-def parse_rulegraph(dot: str) -> tuple[list[str], set[tuple[str, str]]]:
-    """(rules, {(producer, consumer)}) from the dot text of ``snakemake --rulegraph``."""
-    names = {number: label for number, label in _NODE.findall(dot)}
-    edges = {(names[a], names[b]) for a, b in _EDGE.findall(dot) if a in names and b in names}
-    return list(names.values()), edges
-
-
-def last_rules(chosen: list[str], edges: set[tuple[str, str]]) -> list[str]:
-    """The rules of ``chosen`` whose output no other chosen rule reads: what ``--until`` names.
-
-    Naming a rule and a rule downstream of it together in ``--until`` makes Snakemake stop with
-    "BUG: Out of jobs ready to be started"; the last rules alone reach every chosen one."""
-    inner = {a for a, b in edges if a in chosen and b in chosen and a != b}
-    return [rule for rule in chosen if rule not in inner]
-
-
-def rerun_command(chosen: list[str], edges: set[tuple[str, str]], extra: list[str]) -> list[str]:
-    """One Snakemake call that reruns the jobs of ``chosen`` (and nothing downstream of them)."""
-    return ["snakemake", "--forcerun", *chosen, "--until", *last_rules(chosen, edges), *extra]
 
 
 def run_rerun(args: argparse.Namespace) -> int:
@@ -420,14 +339,14 @@ def run_rerun(args: argparse.Namespace) -> int:
     if listed.returncode != 0:
         print(listed.stdout + listed.stderr, file=sys.stderr)
         return listed.returncode
-    rules, edges = parse_rulegraph(listed.stdout)
+    rules, edges = rerun.parse_rulegraph(listed.stdout)
     try:
-        chosen = stage_rules(rules, args.stages)
+        chosen = rerun.stage_rules(rules, args.stages)
     except ValueError as error:
         print(f"widthlab rerun: {error}", file=sys.stderr)
         return 2
     print(f"widthlab rerun: {' '.join(chosen)}", flush=True)
-    status = subprocess.run(rerun_command(chosen, edges, extra), check=False).returncode
+    status = subprocess.run(rerun.rerun_command(chosen, edges, extra), check=False).returncode
     later = sorted({b for a, b in edges if a in chosen and b not in chosen})
     if status == 0 and later and _without_dry_run(extra) == extra:
         print(

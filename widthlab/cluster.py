@@ -14,6 +14,7 @@ itself, read by ``widthlab plan``) is read by no scheduler.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,3 +128,40 @@ class Cluster:
 
             resources.update(gpu=1, gpu_mem_mb=gpu_mem_mb)
         return {**resources, **self.placement(gpu), **extra}
+
+
+# ------------------------------------------------------------------------- slurm-check
+
+SLURM_PLUGIN = "snakemake_executor_plugin_slurm"
+
+
+def slurm_problems() -> list[str]:
+    """What stops `snakemake --workflow-profile profiles/slurm` here, each with its remedy."""
+    import importlib.util
+    import shutil
+
+    problems = []
+    if importlib.util.find_spec(SLURM_PLUGIN) is None:
+        problems.append(
+            "the Snakemake SLURM executor plugin is not installed (Snakemake would only say "
+            "\"invalid choice: 'slurm'\"): pip install snakemake-executor-plugin-slurm, "
+            "or pip install 'widthlab[slurm]'"
+        )
+    for command, what in (("sbatch", "submit jobs"), ("squeue", "watch them")):
+        if shutil.which(command) is None:
+            problems.append(
+                f"`{command}` is not on PATH ({what}): run on a login node of the cluster"
+            )
+    if shutil.which("sacct") is not None:
+        try:
+            done = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, timeout=20)
+            failed = done.returncode != 0
+        except (OSError, subprocess.TimeoutExpired):
+            failed = True
+        if failed:
+            problems.append(
+                "`sacct` exists but fails (no slurmdbd?): the plugin checks job status with it "
+                "and would wait forever; ask for accounting, or add `slurm-status-command: "
+                "squeue` to a copy of profiles/slurm/config.yaml"
+            )
+    return problems

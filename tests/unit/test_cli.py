@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from widthlab import cli, io
+from widthlab import cli, io, rerun
 from widthlab.provenance import Job
 
 
@@ -235,15 +235,15 @@ def test_slurm_check_names_the_package_to_install_when_the_plugin_is_missing(mon
 def test_rerun_picks_exactly_the_rules_named_after_the_stages():
     rules = ["activations_0", "activations_3", "all", "train", "train_pack6_0a1b2c3d"]
     rules += ["training_summary", "units_model_0", "units_summary", "headline"]
-    assert cli.stage_rules(rules, ["activations"]) == ["activations_0", "activations_3"]
-    assert cli.stage_rules(rules, ["train"]) == ["train", "train_pack6_0a1b2c3d"]
-    assert cli.stage_rules(rules, ["units", "headline"]) == [
+    assert rerun.stage_rules(rules, ["activations"]) == ["activations_0", "activations_3"]
+    assert rerun.stage_rules(rules, ["train"]) == ["train", "train_pack6_0a1b2c3d"]
+    assert rerun.stage_rules(rules, ["units", "headline"]) == [
         "units_model_0",
         "units_summary",
         "headline",
     ]
     with pytest.raises(ValueError, match=r"no rules of \['activation'\]"):
-        cli.stage_rules(rules, ["activation"])
+        rerun.stage_rules(rules, ["activation"])
 
 
 RULEGRAPH = """digraph snakemake_dag {
@@ -271,15 +271,15 @@ RULEGRAPH = """digraph snakemake_dag {
 def test_rerun_names_only_the_last_rules_of_the_stages_in_until():
     # naming units_model_* and units_summary together in --until is what made Snakemake stop
     # with "BUG: Out of jobs ready to be started"
-    rules, edges = cli.parse_rulegraph(RULEGRAPH)
+    rules, edges = rerun.parse_rulegraph(RULEGRAPH)
     assert rules[:3] == ["all", "train", "units_model_0"]
     assert ("units_model_1", "units_summary") in edges
-    units = cli.stage_rules(rules, ["units"])
-    command = cli.rerun_command(units, edges, ["--cores", "2"])
+    units = rerun.stage_rules(rules, ["units"])
+    command = rerun.rerun_command(units, edges, ["--cores", "2"])
     until = command[command.index("--until") + 1 : command.index("--cores")]
     assert until == ["units_summary"]
     assert command[command.index("--forcerun") + 1 : command.index("--until")] == units
-    both = cli.stage_rules(rules, ["activations", "units"])
-    assert cli.last_rules(both, edges) == ["units_summary", "activations_0"]
-    assert cli.stage_rules(rules, ["report"]) == ["headline", "joint_summary"]
-    assert cli.last_rules(cli.stage_rules(rules, ["report"]), edges) == ["headline"]
+    both = rerun.stage_rules(rules, ["activations", "units"])
+    assert rerun.last_rules(both, edges) == ["units_summary", "activations_0"]
+    assert rerun.stage_rules(rules, ["report"]) == ["headline", "joint_summary"]
+    assert rerun.last_rules(rerun.stage_rules(rules, ["report"]), edges) == ["headline"]
