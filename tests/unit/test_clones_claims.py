@@ -190,6 +190,15 @@ def test_matched_rows_average_a_seeds_pairs(factor, ratios, verdict):
     assert row["n"] == 3
 
 
+def test_the_weight_decay_row_finds_its_undecayed_twins_in_another_grid():
+    summary = pairs_summary([1.0, 1.5, 2.0], "weight_decay")
+    in_main = claims.weight_decay_row(summary, SETTINGS)
+    summary.loc[summary["weight_decay"] == 0, "grid"] = "no_decay"  # the default config's layout
+    elsewhere = claims.weight_decay_row(summary, SETTINGS)
+    assert elsewhere["holds"] == in_main["holds"] == "yes"
+    assert elsewhere["value"] == pytest.approx(in_main["value"])
+
+
 def test_interpolation_row_allows_only_the_stopping_rule_to_differ():
     summary = pairs_summary([1.0, 1.5, 2.0], "variant")
     early = summary["grid"] == "early"

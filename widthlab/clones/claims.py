@@ -210,17 +210,18 @@ def interpolation_rows(summary: pd.DataFrame, settings: CloneSettings) -> list[d
 
 
 def weight_decay_row(summary: pd.DataFrame, settings: CloneSettings) -> dict:
-    """The primary grid's largest weight decay against none, matched models."""
-    main = summary[summary["grid"] == settings.primary]
+    """The primary grid's largest weight decay against none: models of any of the stage's grids
+    without weight decay, matched to the primary's in every other condition, width and seed
+    (a recipe that differs in more than the decay makes the row n/a)."""
     regular, decay = regularised(summary, settings.primary)
     quantity = f"log₂ #clones (weight decay {decay:g}) / #clones (none), matched models"
-    plain = main[main["weight_decay"] == 0]
+    plain = summary[summary["weight_decay"] == 0]
     if regular.empty or not decay > 0 or plain.empty:
         return not_measured(
             PAPER,
             WEIGHT_DECAY,
             quantity,
-            "the primary grid lacks models with and without weight decay",
+            "the stage's grids lack models with and without weight decay",
         )
     reason = None
     if "recipe" in summary:
