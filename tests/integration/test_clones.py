@@ -98,7 +98,7 @@ def test_summary_tables_figures_and_headline(tiny_run):
     assert growth["reason"].startswith(("too few seeds", "floor"))
     # neither grid interpolates in 4 and 1 epochs; their recipes differ only in the epochs
     assert interpolation["reason"].startswith("no contrast")
-    assert decay["reason"] == "the primary grid lacks models with and without weight decay"
+    assert decay["reason"] == "the stage's grids lack models with and without weight decay"
     assert "ensemble of ≥ 5 seeds" in gap["reason"] and "the largest has 1" in gap["reason"]
     assert wide["reason"].startswith("width 32:")
 
