@@ -56,7 +56,8 @@ def test_a_slice_of_the_medium_study_runs_on_the_real_files(tmp_path):
     with __import__("numpy").load(results / "data" / "fashion_mnist.npz") as data:
         assert data["x_train"].shape[1:] == (1, 28, 28) and len(data["y_test"]) == 10000
     metrics = pd.read_parquet(results / "summary" / "training.parquet")
-    assert len(metrics) == 4 and (metrics["test_acc"] > 0.5).all()  # 10 classes: chance 0.1
+    # two epochs on 1,000 images: well above chance (0.1 for ten classes, 0.2 for five)
+    assert len(metrics) == 4 and (metrics["test_acc"] > 0.25).all()
     headline = pd.read_parquet(results / "summary" / "headline.parquet")
     stages = set(headline["stage"])
     assert {"similarity", "transfer", "units", "clones", "joint"} <= stages
