@@ -106,6 +106,7 @@ def canonical(settings):
 def dataset_settings(wildcards):
     settings = {
         "probe_size": config["data"]["probe_size"],
+        "test_size": config["data"]["test_size"],
         "seed": config["data"]["seed"],
     }
     if wildcards.data.startswith("synthetic"):

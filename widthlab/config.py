@@ -139,6 +139,12 @@ def check_config(config: dict, schema: dict | None = None) -> None:
 
 def check_semantics(config: dict, train_keys: set[str]) -> None:
     """Checks beyond the schema; run after defaults are filled."""
+    data = config.get("data", {})
+    if data.get("test_size") and data.get("probe_size", 0) > data["test_size"]:
+        raise ConfigError(
+            f"config key data.probe_size: {data['probe_size']} is more than data.test_size "
+            f"{data['test_size']} (the probe set is taken from the kept test examples)"
+        )
     for name, grid in config["grids"].items():
         for key in grid.get("train", {}):
             if key not in train_keys:

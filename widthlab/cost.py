@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from widthlab.grid import ModelSpec
+from widthlab.grid import DataSpec, ModelSpec
 from widthlab.sizes import Architecture, DataShape, architecture, data_shape
 
 MB = 1e6
@@ -133,6 +133,7 @@ class CostSettings:
     gpu: bool
     threads: int = 1
     probe_size: int = 0
+    test_size: int = 0
     synthetic: Mapping[str, Any] = field(default_factory=dict)
     activations: Mapping[str, Any] = field(default_factory=dict)
     analyses: Mapping[str, Any] = field(default_factory=dict)
@@ -146,13 +147,21 @@ class CostSettings:
             gpu=gpu,
             threads=threads,
             probe_size=config.get("data", {}).get("probe_size", 0),
+            test_size=config.get("data", {}).get("test_size", 0),
             synthetic=config.get("data", {}).get("synthetic", {}),
             activations=config.get("activations", {}),
             analyses=config.get("analyses", {}),
         )
 
+    def shape_of(self, data: DataSpec) -> DataShape:
+        """The shape of ``data`` as the study uses it: its test split cut to ``data.test_size``."""
+        shape = data_shape(data, self.synthetic)
+        if self.test_size and self.test_size < shape.n_test:
+            shape = replace(shape, n_test=self.test_size)
+        return shape
+
     def shape(self, spec: ModelSpec) -> DataShape:
-        return data_shape(spec.data, self.synthetic)
+        return self.shape_of(spec.data)
 
     def arch(self, spec: ModelSpec) -> Architecture:
         return architecture(spec, self.shape(spec))

@@ -158,7 +158,7 @@ def _target_shape(spec: ModelSpec, s: CostSettings):
     section = s.analyses.get("transfer", {})
     name = section.get("target_dataset") or spec.data.name
     classes = tuple(section.get("target_classes", (5, 6, 7, 8, 9)))
-    return data_shape(DataSpec(name, classes), s.synthetic)
+    return s.shape_of(DataSpec(name, classes))
 
 
 def transfer_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:

@@ -15,6 +15,7 @@ dataset = build_dataset(
     spec,
     snakemake.params.data_root,
     probe_size=settings["probe_size"],
+    test_size=settings["test_size"],
     seed=settings["seed"],
     synthetic=settings.get("synthetic"),
 )

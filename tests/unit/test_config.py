@@ -57,6 +57,10 @@ def filled(config):
         (lambda c: c["grids"]["main"].update(train={"lrr": 1}), "grids.main.train.lrr"),
         (lambda c: c["grids"]["main"].update(arch=["resnet"], depth=[10]), "6n\\+2"),
         (lambda c: c["grids"]["main"].update(dataset="cifar10"), "data_root"),
+        (
+            lambda c: c.update(data={"probe_size": 500, "test_size": 400}),
+            "data.probe_size: 500 is more than data.test_size 400",
+        ),
         (lambda c: c.update(analyses={"units": {"grid": "nope"}}), "analyses.units.grid"),
         (
             lambda c: c.update(analyses={"clones": {"grid": ["main", "early"]}}),

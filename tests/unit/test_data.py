@@ -113,6 +113,17 @@ def test_probe_is_a_fixed_prefix_of_the_test_split(digits):
         build_dataset(DataSpec("digits"), None, probe_size=361)
 
 
+def test_test_size_keeps_a_balanced_prefix_of_the_test_split(digits):
+    cut = build_dataset(DataSpec("digits"), None, probe_size=50, test_size=200, seed=0)
+    assert cut.sizes == (len(digits.y_train), 200, 50)
+    np.testing.assert_array_equal(cut.x_test, digits.x_test[:200])  # the same order, cut
+    np.testing.assert_array_equal(cut.x_train, digits.x_train)  # training split untouched
+    counts = np.bincount(cut.y_test, minlength=10)
+    assert counts.min() >= 19 and counts.max() <= 21  # 20 per class, up to ±1
+    with pytest.raises(DataError, match="test_size 361.*360"):
+        build_dataset(DataSpec("digits"), None, probe_size=0, test_size=361)
+
+
 def test_class_subset_relabels_in_the_given_order(raw_digits):
     ds = build_dataset(DataSpec("digits", classes=(7, 2, 5)), None, probe_size=0)
     assert ds.name == "digits-c725"

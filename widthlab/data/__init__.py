@@ -10,7 +10,8 @@
    (:mod:`~widthlab.data.synthetic`)), all read by our own readers that validate what they read;
 2. keep only ``spec.classes`` (relabelled 0..k-1 in the order given);
 3. put the train split in a fixed, shuffled, *class-stratified* order (so the first n examples
-   are balanced: ``Dataset.subsample`` takes a prefix), and the test split likewise;
+   are balanced: ``Dataset.subsample`` takes a prefix), and the test split likewise, keeping
+   its first ``test_size`` examples when a study cannot afford every analysis on all of them;
 4. replace exactly ``round(label_noise * n_train)`` training labels by uniform random labels
    (extras ``noisy_mask`` and ``y_train_clean`` record which and what they were);
 5. standardise every channel with the mean and standard deviation of the *training* split;

@@ -50,10 +50,12 @@ def build_dataset(
     data_root: str | os.PathLike | None,
     *,
     probe_size: int | None,
+    test_size: int | None = None,
     seed: int = 0,
     synthetic: Mapping[str, Any] | None = None,
 ) -> Dataset:
-    """Load, subset, order, add label noise, standardise and fix the probe set (module doc)."""
+    """Load, subset, order, cut the test split to ``test_size`` (0 or None: all of it), add
+    label noise, standardise and fix the probe set (module doc)."""
     raw = load_raw(spec, data_root, seed=seed, synthetic=synthetic)
     names = list(raw.class_names)
     train = np.arange(len(raw.y_train))
@@ -76,6 +78,13 @@ def build_dataset(
 
     train = train[stratified_order(y_train[train], random_stream(seed, TRAIN_ORDER))]
     test = test[stratified_order(y_test[test], random_stream(seed, TEST_ORDER))]
+    if test_size:  # a prefix of the stratified order: balanced, and the same for every model
+        if test_size > len(test):
+            raise DataError(
+                f"{spec.id}: test_size {test_size} asked for, but the test split has "
+                f"{len(test)} examples"
+            )
+        test = test[:test_size]
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{spec.id}: empty split ({len(train)} train, {len(test)} test examples)")
     y_train, y_test = y_train[train], y_test[test]
