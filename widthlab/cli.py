@@ -152,7 +152,9 @@ def run_audit(args: argparse.Namespace) -> int:
         known = {(p.artifact, p.kind) for p in problems}  # a missing file reported once
         problems += [
             p
-            for p in _dag_problems(args.directory, args.snakemake)
+            for p in provenance.workflow_problems(
+                args.directory, args.snakemake, report.run_config()
+            )
             if not (p.kind == "missing" and (p.artifact, "orphan") in known)
         ]
     if args.json:
@@ -185,17 +187,6 @@ def run_audit(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _dag_problems(directory: str, extra: list[str]) -> list[provenance.Problem]:
-    """What ``snakemake --summary`` says about the outputs under ``directory``."""
-    command = [sys.executable, "-m", "snakemake", "--summary", *extra]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        message = f"could not compare with the current workflow (snakemake --summary: {why})"
-        return [provenance.Problem("*", None, "workflow", message)]
-    return provenance.dag_problems(directory, done.stdout)
-
-
 def audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", nargs="?", default="results", help="default: results")
     parser.add_argument("--json", action="store_true", help="print artifacts and problems as JSON")
@@ -213,7 +204,10 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the comparison with the current workflow (snakemake --summary), which runs "
         "when a Snakefile is in the current directory",
     )
-    parser.epilog = "Arguments after -- go to snakemake --summary, e.g. -- --configfile x.yaml"
+    parser.epilog = (
+        "The workflow is compared under the config the run recorded; arguments after -- go to "
+        "snakemake --summary, e.g. -- --configfile x.yaml"
+    )
 
 
 # --------------------------------------------------------------------------------- summary
@@ -281,16 +275,8 @@ def run_publish(args: argparse.Namespace) -> int:
             )
             print(f"wrote {page}")
         if args.readme:
-            block = publish.findings_block(args.directory, args.title)
+            block = publish.findings_block(args.directory, args.title, compare)
             publish.update_block(args.readme, args.block, block)
-            if compare:
-                tables = {args.title: read_parquet(f"{args.directory}/summary/headline.parquet")}
-                tables |= {
-                    k: read_parquet(f"{v}/summary/headline.parquet") for k, v in compare.items()
-                }
-                publish.update_block(
-                    args.readme, f"{args.block}-compare", publish.side_by_side(tables)
-                )
             print(f"updated the {args.block} block of {args.readme}")
     except (ArtifactError, ValueError, OSError) as error:
         print(f"widthlab publish: {error}", file=sys.stderr)

@@ -141,25 +141,38 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _keyed_rows(table: pd.DataFrame) -> dict[tuple[str, str, int], pd.Series]:
+    """Rows by (paper, claim, i): the i-th row of that claim (a claim may have several rows, one
+    per quantity, regime or alternative), so runs are matched row for row in their own order."""
+    keyed, seen = {}, {}
+    for _, row in table.iterrows():
+        i = seen[(row["paper"], row["claim"])] = seen.get((row["paper"], row["claim"]), -1) + 1
+        keyed[(row["paper"], row["claim"], i)] = row
+    return keyed
+
+
 def side_by_side(tables: dict[str, pd.DataFrame]) -> str:
-    """Two or more runs' verdicts claim by claim (rows matched on paper and claim; a claim one
-    run lacks shows "—")."""
+    """Two or more runs' verdicts claim by claim (rows matched on paper, claim and their order
+    within the claim; a claim with several rows names the quantity; a row a run lacks shows
+    "—")."""
     names = list(tables)
-    keyed = {
-        name: {(r["paper"], r["claim"]): r for _, r in table.iterrows()}
-        for name, table in tables.items()
-    }
-    claims = list(dict.fromkeys(key for name in names for key in keyed[name]))
+    keyed = {name: _keyed_rows(table) for name, table in tables.items()}
+    keys = list(dict.fromkeys(key for name in names for key in keyed[name]))
+    several = {(paper, text) for paper, text, i in keys if i > 0}
     lines = [
         "| paper | claim | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
-    for paper, text in claims:
-        cells = []
-        for name in names:
-            row = keyed[name].get((paper, text))
-            cells.append("—" if row is None else f"**{row['holds']}** {headline.format_value(row)}")
-        lines.append("| " + " | ".join(_cell(c) for c in [paper, text, *cells]) + " |")
+    previous = None
+    for key in keys:
+        paper, text, _ = key
+        rows = [keyed[name].get(key) for name in names]
+        if (paper, text) in several:
+            text = f"{text} — {next(r for r in rows if r is not None)['quantity']}"
+        cells = ["—" if r is None else f"**{r['holds']}** {headline.format_value(r)}" for r in rows]
+        shown = "" if paper == previous else paper
+        previous = paper
+        lines.append("| " + " | ".join(_cell(c) for c in [shown, text, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -219,7 +232,18 @@ def update_block(path: str | os.PathLike, name: str, content: str) -> None:
     write_text(path, pattern.sub(lambda _: f"{begin}\n{content.strip()}\n{end}", text, count=1))
 
 
-def findings_block(results: str | os.PathLike, label: str) -> str:
-    """The README's findings: the headline table of ``results`` with a caption naming the run."""
-    run = identify(results)
-    return f"{markdown_table(headline_of(results))}\n\n*{label}: {run.caption()}.*"
+def findings_block(
+    results: str | os.PathLike,
+    label: str,
+    compare: dict[str, str | os.PathLike] | None = None,
+) -> str:
+    """The README's findings: the headline table of ``results`` with a caption naming the run,
+    or, with ``compare`` ({label: other results}), every run's verdicts side by side, claim by
+    claim, with one caption per run."""
+    runs = {label: results, **(compare or {})}
+    if len(runs) == 1:
+        table = markdown_table(headline_of(results))
+    else:
+        table = side_by_side({name: headline_of(path) for name, path in runs.items()})
+    captions = "\n".join(f"*{name}: {identify(path).caption()}.*  " for name, path in runs.items())
+    return f"{table}\n\n{captions.rstrip()}"

@@ -132,6 +132,20 @@ def test_audit_names_the_artifact_whose_input_changed(tiny_run, tmp_path):
     assert "summary/training.parquet" in result.stdout + result.stderr
 
 
+def test_audit_compares_the_workflow_under_the_config_the_run_recorded(tiny_run, tmp_path):
+    """A study run with its own config file audits clean without naming it; the workflow under
+    another config (a different study) does not make the run's files."""
+    workdir = fork(tiny_run, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["grids"]["main"]["width"] = [8, 16]  # a different study in the default file
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = widthlab_cli("audit", "results", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    other = widthlab_cli("audit", "results", "--", "--configfile", "config.yaml", cwd=workdir)
+    assert other.returncode != 0
+    assert "no rule of the current workflow makes it" in other.stdout + other.stderr
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [

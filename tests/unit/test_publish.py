@@ -105,7 +105,29 @@ def test_side_by_side_matches_claims_and_marks_missing_ones():
     lines = text.splitlines()
     assert lines[0] == "| paper | claim | digits | fashion |"
     assert lines[2].startswith(f"| {PAPER} | c1 | **yes** ") and "**contradicted**" in lines[2]
-    assert lines[3].endswith("| — |")
+    assert lines[3].startswith("|  | c2 | **contradicted**") and lines[3].endswith("| — |")
+
+
+def test_side_by_side_keeps_every_row_of_a_claim_with_several():
+    """Two rows of one claim (two regimes, say) are matched in order, each naming its quantity;
+    none overwrites the other."""
+
+    def row(quantity, value):
+        values = stats.SeedValues({0: value, 1: value + 0.1, 2: value + 0.2})
+        return claim(PAPER, "c", quantity, "e", values, 0.0, 1, "d")
+
+    a = headline_table([row("first", 1.0), row("second", -1.0)])
+    b = headline_table([row("first", -1.0), row("second", 1.0)])
+    lines = publish.side_by_side({"a": a, "b": b}).splitlines()[2:]
+    assert len(lines) == 2
+    assert "| c — first | **yes**" in lines[0] and lines[0].count("**contradicted**") == 1
+    assert "| c — second | **contradicted**" in lines[1] and "**yes**" in lines[1]
+
+
+def test_findings_block_with_a_comparison_captions_every_run(run):
+    block = publish.findings_block("results", "digits", {"fashion": "results"})
+    assert block.startswith("| paper | claim | digits | fashion |")
+    assert "*digits: commit `" in block and "*fashion: commit `" in block
 
 
 def test_cli_publish(run):

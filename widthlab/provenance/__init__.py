@@ -24,6 +24,7 @@ from widthlab.provenance.checks import (
     audit_report,
     check_artifact,
     dag_problems,
+    workflow_problems,
 )
 from widthlab.provenance.environment import (
     PACKAGES,
@@ -70,6 +71,7 @@ __all__ = [
     "audit_report",
     "check_artifact",
     "dag_problems",
+    "workflow_problems",
     "chain",
     "code_version",
     "config_hash",

@@ -13,10 +13,15 @@ and files no rule of the current workflow makes.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from widthlab import io
 from widthlab.provenance.environment import _digest
@@ -45,13 +50,21 @@ class Problem:
 @dataclass
 class Report:
     """What :func:`audit_report` found: the artifacts carrying a record, the problems, the code
-    versions and config hashes (short label → artifacts) and the artifacts from a dirty tree."""
+    versions and config hashes (short label → artifacts), the config each hash stands for (as
+    recorded) and the artifacts from a dirty tree."""
 
     artifacts: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     code_versions: Counter = field(default_factory=Counter)
     config_hashes: Counter = field(default_factory=Counter)
+    configs: dict = field(default_factory=dict)
     dirty: list[str] = field(default_factory=list)
+
+    def run_config(self) -> dict | None:
+        """The config every recorded artifact was made with, or None when they disagree."""
+        if len(self.config_hashes) != 1:
+            return None
+        return self.configs.get(next(iter(self.config_hashes)))
 
     def __iter__(self):  # (artifacts, problems) = audit_report(...) as before
         return iter((self.artifacts, self.problems))
@@ -208,7 +221,10 @@ def audit_report(
         if rec is not None:
             report.artifacts.append(str(artifact))
             report.code_versions[code_label(rec)] += 1
-            report.config_hashes[str(rec.get("config_hash"))[:12]] += 1
+            label = str(rec.get("config_hash"))[:12]
+            report.config_hashes[label] += 1
+            if isinstance(rec.get("config"), dict):
+                report.configs.setdefault(label, rec["config"])
             if (rec.get("code") or {}).get("dirty"):
                 report.dirty.append(str(artifact))
         if progress is not None:
@@ -227,6 +243,27 @@ def _outputs(directory: Path) -> Iterator[Path]:
     for artifact, _ in _artifacts(directory):
         if artifact.exists():
             yield artifact
+
+
+def workflow_problems(
+    directory: str | os.PathLike, extra: list[str], config: dict | None
+) -> list[Problem]:
+    """What ``snakemake --summary`` (run in the workflow directory, the current one) says about
+    the outputs under ``directory``, under the config the run was made with (``config``, as its
+    artifacts record it) unless ``extra`` names a --configfile."""
+    with tempfile.TemporaryDirectory() as scratch:
+        extra = list(extra)
+        if config is not None and not any(a.startswith("--configfile") for a in extra):
+            path = Path(scratch) / "run_config.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            extra += ["--configfile", str(path)]
+        command = [sys.executable, "-m", "snakemake", "--summary", *extra]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        message = f"could not compare with the current workflow (snakemake --summary: {why})"
+        return [Problem("*", None, "workflow", message)]
+    return dag_problems(directory, done.stdout)
 
 
 def dag_problems(directory: str | os.PathLike, summary: str) -> list[Problem]:
