@@ -234,3 +234,18 @@ def test_a_job_over_several_models_adds_time_and_keeps_the_peak_memory():
     both = cost.activations_cost([small, big], GPU)
     assert both.seconds == pytest.approx(sum(a.seconds for a in alone) - ROW.startup_s)
     assert both.host_mb == max(a.host_mb for a in alone)
+
+
+def test_a_cut_test_split_is_what_the_analyses_cost():
+    spec = ModelSpec(DataSpec("fashion_mnist"), "mlp", 256, 2)
+    whole = cost.CostSettings.from_config({})
+    cut = cost.CostSettings.from_config({"data": {"test_size": 2000}})
+    assert whole.shape(spec).n_test == 10_000 and cut.shape(spec).n_test == 2000
+    assert cut.shape(spec).n_train == 60_000  # the training split is not cut
+    # a class subset keeps its share first (5,000 test images), then the cut applies
+    assert cut.shape_of(DataSpec("fashion_mnist", (5, 6, 7, 8, 9))).n_test == 2000
+    larger = cost.CostSettings.from_config({"data": {"test_size": 20_000}})
+    assert larger.shape(spec).n_test == 10_000
+    assert (
+        cost_stages.units_cost([spec], cut).seconds < cost_stages.units_cost([spec], whole).seconds
+    )
