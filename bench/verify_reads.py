@@ -3,7 +3,7 @@
     python bench/verify_reads.py [RESULTS] [--repeats 3] [--synthetic-mb 64]
 
 Reads every artifact under RESULTS (default: results) the way consumers do, through
-``widthlab.io`` (Parquet, NPZ, JSON) and ``widthlab.models.load_model`` (model.pt), once with
+``widthlab.io`` (Parquet, NPZ, JSON) and ``widthlab.model_files.load_model`` (model.pt), once with
 the hash check and once without (``verify=False``; for JSON and model.pt the same reads without
 the sidecar comparison), alternating, best of ``--repeats``. Prints both times, their ratio and
 the extra seconds; when RESULTS holds Snakemake's benchmarks (``benchmarks/**/*.tsv``) also the
@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from widthlab import io
-from widthlab.models import load_model
+from widthlab.model_files import load_model
 
 parser = argparse.ArgumentParser()
 parser.add_argument("results", nargs="?")

@@ -5,7 +5,7 @@ import tempfile
 
 from widthlab.activations import extract, predictions_table, save_arrays
 from widthlab.data.npz import DatasetFiles
-from widthlab.models import load_model
+from widthlab.model_files import load_model
 from widthlab.provenance import Job
 
 job = Job.from_snakemake(snakemake)

@@ -7,7 +7,7 @@ from widthlab.clones.measure import analyse_model
 from widthlab.clones.settings import MeasureSettings
 from widthlab.data.npz import DatasetFiles
 from widthlab.device import resolve_device
-from widthlab.models import load_model
+from widthlab.model_files import load_model
 from widthlab.provenance import Job
 
 job = Job.from_snakemake(snakemake)

@@ -3,7 +3,7 @@ from the checkpoint if a previous job was stopped."""
 
 from widthlab.data.npz import load_dataset
 from widthlab.grid import parse_model_id
-from widthlab.models import save_model
+from widthlab.model_files import save_model
 from widthlab.provenance import Job
 from widthlab.training.checkpoint import die_with_parent, remove
 from widthlab.training.settings import TrainConfig

@@ -16,7 +16,7 @@ if snakemake.input.model:  # target images, random control or feature visualisat
     import torch
 
     from widthlab.device import resolve_device
-    from widthlab.models import load_model
+    from widthlab.model_files import load_model
 
     torch.set_num_threads(max(1, snakemake.threads))
     device = resolve_device(snakemake.params.device)

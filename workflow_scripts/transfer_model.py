@@ -5,7 +5,7 @@ import torch
 
 from widthlab.data.npz import DatasetFiles
 from widthlab.device import resolve_device
-from widthlab.models import load_model
+from widthlab.model_files import load_model
 from widthlab.provenance import Job
 from widthlab.transfer.measure import source_and_target, transfer_measurements
 from widthlab.transfer.settings import TransferConfig, class_overlap, target_data_id

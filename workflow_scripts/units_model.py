@@ -3,7 +3,7 @@ models on the test split."""
 
 from widthlab.data.npz import DatasetFiles
 from widthlab.device import resolve_device
-from widthlab.models import load_model
+from widthlab.model_files import load_model
 from widthlab.provenance import Job
 from widthlab.units.measure import analyse_model, model_seed
 

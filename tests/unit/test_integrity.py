@@ -12,7 +12,8 @@ import pytest
 from widthlab import io, provenance
 from widthlab.grid import parse_model_id
 from widthlab.io import ArtifactError
-from widthlab.models import build_model, load_model, save_model
+from widthlab.model_files import load_model, save_model
+from widthlab.models import build_model
 
 W16 = "digits-mlp-w16-d1-nall-wd0-s0"
 W32 = "digits-mlp-w32-d1-nall-wd0-s0"

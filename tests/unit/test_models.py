@@ -8,6 +8,7 @@ from torch import nn
 
 from widthlab.grid import DataSpec, ModelSpec
 from widthlab.io import ArtifactError
+from widthlab.model_files import load_model, save_model
 from widthlab.models import (
     NTKLinear,
     TappedModel,
@@ -15,8 +16,6 @@ from widthlab.models import (
     count_parameters,
     forward_flops,
     forward_macs,
-    load_model,
-    save_model,
 )
 
 DIGITS = DataSpec("digits")

@@ -109,7 +109,7 @@ def prune_vs_clone_models(
     """:func:`prune_vs_clone_table` for every model file, fitted on its dataset's train split
     and scored on the test split, with the model's id columns in front."""
     from widthlab.device import resolve_device
-    from widthlab.models import load_model
+    from widthlab.model_files import load_model
 
     dev = resolve_device(device)
     parts = []
