@@ -148,14 +148,14 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"widthlab audit: {error}", file=sys.stderr)
         return 2
     problems = report.problems
+    compared = None
     if not args.no_dag and Path("Snakefile").is_file():
         known = {(p.artifact, p.kind) for p in problems}  # a missing file reported once
+        found, compared = provenance.workflow_problems(
+            args.directory, args.snakemake, report.run_config()
+        )
         problems += [
-            p
-            for p in provenance.workflow_problems(
-                args.directory, args.snakemake, report.run_config()
-            )
-            if not (p.kind == "missing" and (p.artifact, "orphan") in known)
+            p for p in found if not (p.kind == "missing" and (p.artifact, "orphan") in known)
         ]
     if args.json:
         out = {
@@ -164,6 +164,7 @@ def run_audit(args: argparse.Namespace) -> int:
             "code_versions": dict(report.code_versions),
             "config_hashes": dict(report.config_hashes),
             "dirty": report.dirty,
+            "compared_under": compared,
         }
         json.dump(out, sys.stdout)
         print()
@@ -183,6 +184,7 @@ def run_audit(args: argparse.Namespace) -> int:
         print(
             f"{len(report.artifacts)} artifacts, all intact, all inputs match; "
             f"code {versions}; config {', '.join(report.config_hashes) or 'none'}"
+            + (f"; the workflow agrees under {compared}" if compared else "")
         )
     return 1 if problems else 0
 
@@ -205,7 +207,8 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
         "when a Snakefile is in the current directory",
     )
     parser.epilog = (
-        "The workflow is compared under the config the run recorded; arguments after -- go to "
+        "The workflow is compared under the study's config file (config.yaml or the one of "
+        "configs/*.yaml whose results folder holds DIRECTORY); arguments after -- go to "
         "snakemake --summary, e.g. -- --configfile x.yaml"
     )
 

@@ -132,18 +132,41 @@ def test_audit_names_the_artifact_whose_input_changed(tiny_run, tmp_path):
     assert "summary/training.parquet" in result.stdout + result.stderr
 
 
-def test_audit_compares_the_workflow_under_the_config_the_run_recorded(tiny_run, tmp_path):
-    """A study run with its own config file audits clean without naming it; the workflow under
-    another config (a different study) does not make the run's files."""
+def test_audit_compares_the_workflow_under_the_studys_own_config_file(tiny_run, tmp_path):
+    """A study run with its own config file (found by its results folder) audits clean without
+    naming it, and an edit to that file is reported; the workflow under another study's config
+    does not make the run's files."""
     workdir = fork(tiny_run, tmp_path)
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    config["grids"]["main"]["width"] = [8, 16]  # a different study in the default file
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    study = yaml.safe_load((workdir / "config.yaml").read_text())
+    (workdir / "configs").mkdir()
+    (workdir / "configs/study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    other = {**study, "results": "other_results"}  # the default file is another study
+    (workdir / "config.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+
     result = widthlab_cli("audit", "results", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
-    other = widthlab_cli("audit", "results", "--", "--configfile", "config.yaml", cwd=workdir)
-    assert other.returncode != 0
-    assert "no rule of the current workflow makes it" in other.stdout + other.stderr
+    assert "the workflow agrees under configs/study.yaml" in result.stdout
+
+    elsewhere = widthlab_cli("audit", "results", "--", "--configfile", "config.yaml", cwd=workdir)
+    assert elsewhere.returncode != 0
+    assert "no rule of the current workflow makes it" in elsewhere.stdout
+
+    study["analyses"]["units"] = {**study["analyses"].get("units", {}), "threshold": 0.85}
+    (workdir / "configs/study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    edited = widthlab_cli("audit", "results", cwd=workdir)
+    assert edited.returncode != 0
+    assert "rule units_summary (params changed)" in edited.stdout
+
+
+def test_audit_names_why_the_workflow_could_not_be_compared(tiny_run, tmp_path):
+    workdir = fork(tiny_run, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["analyses"]["similarity"] = {"pairs": "nonsense"}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = widthlab_cli("audit", "results", cwd=workdir)
+    assert result.returncode != 0
+    line = next(x for x in result.stdout.splitlines() if "could not compare" in x)
+    assert "under config.yaml" in line and "analyses.similarity.pairs" in line, line
 
 
 @pytest.mark.parametrize(

@@ -406,3 +406,25 @@ def test_job_logs_an_uncaught_failure_to_its_log(workdir):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode != 0 and "non-finite loss" in result.stderr
     assert "RuntimeError: non-finite loss in model m at epoch 3" in (workdir / "r.log").read_text()
+
+
+def test_the_audit_compares_under_the_config_file_whose_results_folder_is_deepest(
+    tmp_path, monkeypatch
+):
+    """The default study writes to results/, a named study to results/<name>: a named study's
+    directory lies inside both, and must be compared under its own file, not config.yaml."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "config.yaml").write_text("results: results\nseeds: [0]\n")
+    (tmp_path / "configs" / "a.yaml").write_text("results: results/study\nseeds: [1]\n")
+    (tmp_path / "configs" / "b.yaml").write_text("results: results/study\nseeds: [2]\n")
+    (tmp_path / "configs" / "broken.yaml").write_text("results: [unclosed\n")
+    (tmp_path / "configs" / "other.yaml").write_text("results: elsewhere\n")
+    find = provenance.study_configfile
+    assert find("results", None).name == "config.yaml"
+    assert find("results/digits-mlp", None).name == "config.yaml"
+    # two files share the folder: the one equal to the recorded config, else the first
+    assert find("results/study", {"results": "results/study", "seeds": [2]}).name == "b.yaml"
+    assert find("results/study/units", {"seeds": [9]}).name == "a.yaml"
+    assert find("elsewhere", None).name == "other.yaml"
+    assert find(tmp_path / "nowhere", None) is None

@@ -24,6 +24,7 @@ from widthlab.provenance.checks import (
     audit_report,
     check_artifact,
     dag_problems,
+    study_configfile,
     workflow_problems,
 )
 from widthlab.provenance.environment import (
@@ -71,6 +72,7 @@ __all__ = [
     "audit_report",
     "check_artifact",
     "dag_problems",
+    "study_configfile",
     "workflow_problems",
     "chain",
     "code_version",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -245,25 +244,63 @@ def _outputs(directory: Path) -> Iterator[Path]:
             yield artifact
 
 
+def study_configfile(directory: str | os.PathLike, run_config: dict | None) -> Path | None:
+    """The config file, in the current workflow directory, of the study whose results are
+    ``directory``: the one of ``config.yaml`` and ``configs/*.yaml`` whose ``results`` folder
+    holds it (the deepest such folder); of several, the one whose content is the config the run
+    recorded, else the first.
+    Its current content is what the audit compares under, so an edit to it is reported."""
+    target = Path(directory).resolve()
+    candidates = []
+    for file in [Path("config.yaml"), *sorted(Path("configs").glob("*.yaml"))]:
+        try:
+            config = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        results = config.get("results") if isinstance(config, dict) else None
+        if isinstance(results, str) and target.is_relative_to(Path(results).resolve()):
+            candidates.append((len(Path(results).resolve().parts), file, config))
+    # The deepest results folder wins: results/fashion_mnist_medium belongs to its own study,
+    # not to the default study whose results folder is results/.
+    deepest = max((depth for depth, _, _ in candidates), default=0)
+    candidates = [(file, config) for depth, file, config in candidates if depth == deepest]
+    exact = [file for file, config in candidates if config == run_config]
+    return (exact or [file for file, _ in candidates] or [None])[0]
+
+
 def workflow_problems(
     directory: str | os.PathLike, extra: list[str], config: dict | None
-) -> list[Problem]:
+) -> tuple[list[Problem], str]:
     """What ``snakemake --summary`` (run in the workflow directory, the current one) says about
-    the outputs under ``directory``, under the config the run was made with (``config``, as its
-    artifacts record it) unless ``extra`` names a --configfile."""
-    with tempfile.TemporaryDirectory() as scratch:
-        extra = list(extra)
-        if config is not None and not any(a.startswith("--configfile") for a in extra):
-            path = Path(scratch) / "run_config.yaml"
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
-            extra += ["--configfile", str(path)]
-        command = [sys.executable, "-m", "snakemake", "--summary", *extra]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    the outputs under ``directory``, and the config file it compared under: the one ``extra``
+    names (--configfile), else the study's own (:func:`study_configfile`; ``config`` is the one
+    the run recorded), else the workflow's default."""
+    extra = list(extra)
+    named = [a for a in extra if a.startswith("--configfile")]
+    if named:
+        used = "the --configfile given"
+    else:
+        own = study_configfile(directory, config)
+        used = str(own) if own is not None else "the default config.yaml"
+        if own is not None and own != Path("config.yaml"):
+            extra += ["--configfile", str(own)]
+    command = [sys.executable, "-m", "snakemake", "--summary", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        message = f"could not compare with the current workflow (snakemake --summary: {why})"
-        return [Problem("*", None, "workflow", message)]
-    return dag_problems(directory, done.stdout)
+        message = f"could not compare with the current workflow under {used}: {_why(done.stderr)}"
+        return [Problem("*", None, "workflow", message)], used
+    return dag_problems(directory, done.stdout), used
+
+
+def _why(stderr: str) -> str:
+    """The line of a failed Snakemake's stderr that says why: its error message, not the
+    traceback's last frame."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for marker in ("invalid configuration", "Error", "error"):
+        hits = [line for line in lines if marker in line and not line.startswith("File ")]
+        if hits:
+            return hits[-1]
+    return lines[-1] if lines else "no output"
 
 
 def dag_problems(directory: str | os.PathLike, summary: str) -> list[Problem]:
