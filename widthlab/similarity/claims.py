@@ -360,7 +360,7 @@ def classes_row(classes: pd.DataFrame, alpha: float) -> dict:
         f"{int(classes['significant'].sum())} of {len(classes)} class comparisons significant "
         f"(BH q < {alpha}); {int((frac > 0).sum())} of {len(frac)} wide-vs-deep comparisons "
         f"have at least one; largest |difference| {classes['diff'].abs().max():.3f} "
-        "(results/summary/similarity_classes.parquet)."
+        "(the run's summary/similarity_classes.parquet)."
     )
     return not_measured(
         PAPER,

@@ -107,6 +107,21 @@ def matched_detail(matched: pd.DataFrame, recipes) -> str:
 NO_MATCHED = "no models taken at a declared source accuracy (a grid with train.stop_at_test_acc)"
 
 
+def why_not_matched(frame: pd.DataFrame, recipes) -> str:
+    """Why no model counts as taken at a declared source accuracy: none was trained to one, or
+    those that were never reached it (then the target is above what the recipe reaches)."""
+    targets = frame["model"].map(lambda m: stop_accuracy((recipes or {}).get(m)))
+    aimed = frame[targets.notna()]
+    if aimed.empty:
+        return NO_MATCHED
+    declared = ", ".join(f"{t:g}" for t in sorted(set(targets.dropna())))
+    return (
+        f"none of the {aimed['model'].nunique()} models trained to a declared source test "
+        f"accuracy ({declared}) reached it (best {aimed['source_acc'].max():.3f}): the target is "
+        "above what their recipe reaches"
+    )
+
+
 def headline(tables: Mapping[str, pd.DataFrame], recipes: Mapping[str, str] | None = None):
     """The stage's headline rows from the summary's ``summary``, ``gaps``, ``information`` and
     ``atlas`` tables; ``recipes``: model id → training recipe (:mod:`widthlab.recipe`)."""
@@ -123,6 +138,7 @@ def headline(tables: Mapping[str, pd.DataFrame], recipes: Mapping[str, str] | No
         return summary[(summary["backbone"] == backbone) & (summary["shots"] == n_shots)]
 
     trained, matched = split_by_stopping(pick("trained", full), recipes)
+    unmatched = why_not_matched(pick("trained", full), recipes)
     random, _ = split_by_stopping(pick("random", full), recipes)
     few, _ = split_by_stopping(pick("trained", fewest), recipes)
     gap, _ = split_by_stopping(gaps[gaps["shots"] == full], recipes)
@@ -148,7 +164,7 @@ def headline(tables: Mapping[str, pd.DataFrame], recipes: Mapping[str, str] | No
             PAPER,
             "Target accuracy rises with width at equal source test accuracy",
             "target accuracy per width doubling at one source accuracy",
-            NO_MATCHED,
+            unmatched,
         ),  # fmt: skip
         slope_row(
             f"The width advantage holds for few-shot transfer ({fewest} examples per class)",
@@ -171,7 +187,7 @@ def headline(tables: Mapping[str, pd.DataFrame], recipes: Mapping[str, str] | No
             "target_acc",
         ),
     ]
-    rows += information_rows(info, matched, recipes)
+    rows += information_rows(info, matched, recipes, unmatched)
     rows.append(atlas_row(tables.get("atlas"), recipes))
     return headline_table(rows)
 
@@ -195,7 +211,9 @@ def gap_row(gap: pd.DataFrame, full, at_ceiling) -> dict:
     )
 
 
-def information_rows(info: pd.DataFrame, matched: pd.DataFrame, recipes) -> list[dict]:
+def information_rows(
+    info: pd.DataFrame, matched: pd.DataFrame, recipes, unmatched: str = NO_MATCHED
+) -> list[dict]:
     claims_ = (
         (
             "At equal source accuracy, wider hidden states hold more information about the input",
@@ -220,7 +238,7 @@ def information_rows(info: pd.DataFrame, matched: pd.DataFrame, recipes) -> list
         if images is not None:
             sub = sub[sub["images"] == images]
         if sub.empty:
-            rows.append(not_measured(PAPER, text, quantity, NO_MATCHED))
+            rows.append(not_measured(PAPER, text, quantity, unmatched))
             continue
         sub = sub.rename(columns={"value": measure})
         if recipes:
