@@ -151,6 +151,11 @@ def _keyed_rows(table: pd.DataFrame) -> dict[tuple[str, str, int], pd.Series]:
     return keyed
 
 
+def _verdict_cell(row: pd.Series) -> str:
+    fragile = "; not robust" if row.get("robust") == "no" else ""
+    return f"**{row['holds']}** {headline.format_value(row)}{fragile}"
+
+
 def side_by_side(tables: dict[str, pd.DataFrame]) -> str:
     """Two or more runs' verdicts claim by claim (rows matched on paper, claim and their order
     within the claim; a claim with several rows names the quantity; a row a run lacks shows
@@ -169,7 +174,7 @@ def side_by_side(tables: dict[str, pd.DataFrame]) -> str:
         rows = [keyed[name].get(key) for name in names]
         if (paper, text) in several:
             text = f"{text} — {next(r for r in rows if r is not None)['quantity']}"
-        cells = ["—" if r is None else f"**{r['holds']}** {headline.format_value(r)}" for r in rows]
+        cells = ["—" if r is None else _verdict_cell(r) for r in rows]
         shown = "" if paper == previous else paper
         previous = paper
         lines.append("| " + " | ".join(_cell(c) for c in [shown, text, *cells]) + " |")

@@ -101,10 +101,13 @@ def test_side_by_side_matches_claims_and_marks_missing_ones():
 
     a = headline_table([row("c1", 1.0), row("c2", -1.0)])
     b = headline_table([row("c1", -1.0)])
+    # a verdict that flips without one seed is marked in its cell, a robust one is not
+    a["robust"], b["robust"] = "yes", "no"
     text = publish.side_by_side({"digits": a, "fashion": b})
     lines = text.splitlines()
     assert lines[0] == "| paper | claim | digits | fashion |"
     assert lines[2].startswith(f"| {PAPER} | c1 | **yes** ") and "**contradicted**" in lines[2]
+    assert lines[2].endswith("; not robust |") and lines[2].count("not robust") == 1
     assert lines[3].startswith("|  | c2 | **contradicted**") and lines[3].endswith("| — |")
 
 
