@@ -110,6 +110,20 @@ def test_depth_row_contrasts_depths_inside_one_recipe_only():
     assert r["holds"] == "n/a" and r["reason"].startswith("confounded: optimizer differs")
 
 
+def test_depth_row_says_when_the_shallow_nets_are_too_shallow_for_a_block():
+    # depth 2 against depth 4 under one recipe: only the depth-4 nets can hold a 3-layer block
+    shallow = summary_rows({s: [0.0, 0.0, 0.0, 0.0] for s in range(3)}, depth=2)
+    deep = summary_rows({s: [0.3, 0.5, 0.6, 0.7] for s in range(3)}, depth=4)
+    r = row(headline(pd.concat([shallow, deep])), "Deeper networks")
+    assert r["holds"] == "n/a"
+    assert r["reason"] == (
+        "no series of models that differ only in depth among those with at least 3 layers "
+        "(the least block)"
+    )
+    r = row(headline(deep), "Deeper networks")  # one depth: no series at all
+    assert r["reason"] == "no series of models that differ only in depth"
+
+
 def test_less_data_row_pairs_models_equal_in_all_else():
     small = summary_rows({0: [0.6, 0.8], 1: [0.5, 0.7], 2: [0.55, 0.75]}, n=200)
     full = summary_rows({0: [0.2, 0.3], 1: [0.1, 0.3], 2: [0.15, 0.35]})

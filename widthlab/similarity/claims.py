@@ -126,6 +126,10 @@ def axis_row(summaries, primary, estimator, min_size, axis: str, text: str) -> d
     reason = confounded_axis(deep[primary], axis) if main.empty else None
     if main.empty and not reason:
         why = f"no series of models that differ only in {axis}"
+        every = summaries[primary][summaries[primary]["estimator"] == estimator]
+        if not series_slopes(every, axis, "block_fraction").empty:
+            # e.g. depth 2 against depth 4: a 2-layer net cannot hold a block of 3 layers
+            why += f" among those with at least {min_size} layers (the least block)"
         return not_measured(PAPER, text, quantity, why)
     levels = sorted(deep[primary][axis].unique().tolist())
     return claim(
