@@ -2,6 +2,7 @@
 
 import math
 import subprocess
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -66,12 +67,18 @@ def test_study_page_names_the_run_and_shows_its_table_and_figures(run):
     assert f"commit `{commit[:10]}" in text
     assert f"config hash `{record['config_hash']}`" in text
     assert "2 jobs, 0.1 job-min" in text  # 1.5 s + 2.5 s
+    assert "from the run in `results/`" in text
     assert "| Casper et al. 2021 | prunable units grow faster than width |" in text
     # g = 2^1.25 ≈ 2.4 > 2 on 3 seeds: yes; leaving a seed out leaves 2 (t with 1 df): not robust
     assert "| yes | no |" in text
     assert "n/a: not measured: one weight decay" in text
     assert (run / "docs/studies/demo/units_growth.png").exists()
     assert "![units/growth.png](demo/units_growth.png)" in text
+
+
+def test_a_page_names_a_study_folder_whole_and_a_machine_path_by_its_name():
+    assert publish._shown(Path("results/fashion_mnist_medium")) == "results/fashion_mnist_medium"
+    assert publish._shown(Path("/somewhere/else/results")) == "results"
 
 
 def test_update_block_replaces_only_the_marked_text(run):
