@@ -235,6 +235,12 @@ def activation_factor(arch: Architecture) -> int:
 # ----------------------------------------------------------------------------------- training
 
 
+def seen_examples(spec: ModelSpec, shape) -> int:
+    """The training examples a model is trained on, and measured on wherever a stage speaks of
+    its *training* split (clones, joint): its ``train_size``, at most the split."""
+    return min(spec.train_size or shape.n_train, shape.n_train)
+
+
 def train_cost(specs: Sequence[ModelSpec], train: Mapping[str, Any], s: CostSettings) -> Estimate:
     """One training job: one model, or a pack stepped as one network (its layers launch once,
     its MACs add up). Every epoch runs ceil(n / batch) steps, evaluates the training subset and
@@ -242,7 +248,7 @@ def train_cost(specs: Sequence[ModelSpec], train: Mapping[str, Any], s: CostSett
     ``max_epochs`` epochs (stopping at zero training error only shortens it)."""
     shape = s.shape(specs[0])
     archs = [architecture(spec, shape) for spec in specs]
-    n = min(specs[0].train_size or shape.n_train, shape.n_train)
+    n = seen_examples(specs[0], shape)
     batch = int(train.get("batch_size", 128))
     eval_batch = int(train.get("eval_batch_size", 1024))
     steps = math.ceil(n / batch)

@@ -22,6 +22,7 @@ from widthlab.cost import (
     forward_mb,
     forward_seconds,
     on_device,
+    seen_examples,
 )
 from widthlab.grid import DataSpec, ModelSpec, parse_data_id
 from widthlab.sizes import DATASETS, data_shape, hidden_widths
@@ -137,7 +138,8 @@ def clones_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:
     work = Estimate(0.0, 0.0)
     for spec in specs:
         shape, arch = s.shape(spec), s.arch(spec)
-        n, w, k = shape.n_train + shape.n_test, arch.taps[-1].channels, shape.classes
+        n = seen_examples(spec, shape) + shape.n_test
+        w, k = arch.taps[-1].channels, shape.classes
         points = min(int(c.get("ii_points", 1000)), shape.n_test)
         macs = 0.0
         for size in chunk_sizes(w):
@@ -221,7 +223,7 @@ def joint_cost(specs: Sequence[ModelSpec], s: CostSettings) -> Estimate:
     work = Estimate(0.0, 0.0)
     for spec in specs:
         shape, arch = s.shape(spec), s.arch(spec)
-        n, w = shape.n_train + shape.n_test, arch.taps[-1].channels
+        n, w = seen_examples(spec, shape) + shape.n_test, arch.taps[-1].channels
         seconds = forward_seconds([arch], n, EVAL_BATCH, s.device)
         seconds += s.host_seconds(fits * (n * w * 2 * w + w**3))
         host = dataset_mb(shape) + 3 * _mb(n * w, 8)

@@ -19,7 +19,7 @@ datasets = DatasetFiles(snakemake.input.data)
 outputs = zip(snakemake.input.model, snakemake.output.table, snakemake.output.logits, strict=True)
 for model_path, table_path, logits_path in outputs:
     model, spec = load_model(model_path)
-    data_path, dataset = datasets.of(spec.data.id)
+    data_path, dataset = datasets.trained_on(spec)
     table, logits = analyse_model(
         model,
         dataset.x_train,

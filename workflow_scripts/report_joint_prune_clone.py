@@ -1,11 +1,11 @@
 """Rule joint_prune_clone: kept subsets of every model's last hidden layer, agreement and R²."""
 
-from widthlab.data.npz import load_dataset
+from widthlab.data.npz import DatasetFiles
 from widthlab.joint.measure import prune_vs_clone_models
 from widthlab.provenance import Job
 
 job = Job.from_snakemake(snakemake)
-datasets = {d.name: d for d in map(load_dataset, snakemake.input.data)}
+datasets = DatasetFiles(snakemake.input.data)
 job.device = snakemake.params.device
 table = prune_vs_clone_models(
     snakemake.input.models, datasets, snakemake.params.settings, job.device, job.log.info

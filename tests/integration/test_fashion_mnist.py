@@ -66,6 +66,19 @@ def test_a_slice_of_the_medium_study_runs_on_the_real_files(tmp_path):
     metrics = pd.read_parquet(results / "summary" / "training.parquet")
     # two epochs on 1,000 images: well above chance (0.1 for ten classes, 0.2 for five)
     assert len(metrics) == 4 and (metrics["test_acc"] > 0.25).all()
+    # the clones stage measures training error on the 1,000 images each model saw, not on the
+    # split's unseen rest: the full layer's trained head scores the training stage's accuracy
+    clones = metrics[
+        metrics["model"].isin([p.stem for p in (results / "clones").glob("*.parquet")])
+    ]
+    assert len(clones) >= 2  # the main grid's two widths at least
+    for model, train_acc in zip(clones["model"], clones["train_acc"], strict=True):
+        table = pd.read_parquet(results / "clones" / f"{model}.parquet")
+        full = table.query(
+            "chunk_size == layer_width and metric == 'accuracy' and method == 'head' "
+            "and split == 'train'"
+        )
+        assert full["mean"].item() == pytest.approx(train_acc, abs=0.002), model
     headline = pd.read_parquet(results / "summary" / "headline.parquet")
     stages = set(headline["stage"])
     assert {"similarity", "transfer", "units", "clones", "joint"} <= stages

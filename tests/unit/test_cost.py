@@ -249,3 +249,17 @@ def test_a_cut_test_split_is_what_the_analyses_cost():
     assert (
         cost_stages.units_cost([spec], cut).seconds < cost_stages.units_cost([spec], whole).seconds
     )
+
+
+def test_clones_and_joint_cost_the_training_examples_a_model_saw():
+    """A model trained on 5,000 of Fashion-MNIST's 60,000 images is measured on those 5,000: its
+    clones and joint work scale with them (the analyses' per-example work is linear in n)."""
+    settings = cost.CostSettings(cost.DEVICES["cpu"], gpu=False)
+    whole = ModelSpec(DataSpec("fashion_mnist"), "mlp", 256, 2)
+    subset = ModelSpec(DataSpec("fashion_mnist"), "mlp", 256, 2, train_size=5000)
+    for stage in (cost_stages.clones_cost, cost_stages.joint_cost):
+        startup = stage([], settings).seconds
+        seen = stage([subset], settings).seconds - startup
+        every = stage([whole], settings).seconds - startup
+        # n = 5,000 + 10,000 test images against 60,000 + 10,000
+        assert seen < every * 0.5, stage.__name__

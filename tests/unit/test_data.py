@@ -11,11 +11,11 @@ from sklearn.datasets import load_digits
 
 from widthlab import io
 from widthlab.data.idx import read_idx
-from widthlab.data.npz import dataset_arrays, load_dataset, save_dataset
+from widthlab.data.npz import DatasetFiles, dataset_arrays, load_dataset, save_dataset
 from widthlab.data.raw import DataError
 from widthlab.data.sources import load_raw, raw_files
 from widthlab.data.splits import build_dataset
-from widthlab.grid import DataSpec
+from widthlab.grid import DataSpec, parse_model_id
 
 # ------------------------------------------------------------------------------------- digits
 
@@ -565,6 +565,25 @@ def test_npz_round_trip_keeps_everything(tmp_path):
         assert archive["provenance"].shape == ()
         assert "extra_noisy_mask" in archive.files and "class_names" in archive.files
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+
+
+def test_a_model_is_measured_on_the_training_examples_it_saw(tmp_path, digits):
+    """Clones' chunk training error and the joint stage's fits use the model's own training
+    examples: the first train_size of the split, as training takes them, never the unseen rest."""
+    path = tmp_path / "digits.npz"
+    save_dataset(digits, path, None)
+    files = DatasetFiles([path])
+    subset = parse_model_id("digits-mlp-w16-d1-n200-wd0-s0")
+    where, seen = files.trained_on(subset)
+    assert where == str(path) and len(seen.y_train) == 200
+    np.testing.assert_array_equal(seen.x_train, digits.x_train[:200])
+    np.testing.assert_array_equal(seen.y_train, digits.y_train[:200])
+    np.testing.assert_array_equal(seen.x_test, digits.x_test)  # the test split is untouched
+    _, everything = files.trained_on(parse_model_id("digits-mlp-w16-d1-nall-wd0-s0"))
+    assert len(everything.y_train) == len(digits.y_train)
+    too_many = parse_model_id(f"digits-mlp-w16-d1-n{len(digits.y_train) + 1}-wd0-s0")
+    with pytest.raises(DataError, match="cannot take the first"):
+        files.trained_on(too_many)
 
 
 def test_npz_errors_name_the_file(tmp_path, digits):

@@ -2,7 +2,9 @@
 measured against the full layer, and the model's test logits.
 
 All measurements use the last hidden representation H (the input of ``model.head``), n×W, on
-the train and test splits without augmentation, and the head's weights (C×W) and bias (C):
+the train split (the examples the model was trained on: the caller cuts it, see
+:meth:`~widthlab.data.npz.DatasetFiles.trained_on`) and the test split without augmentation,
+and the head's weights (C×W) and bias (C):
 chunk accuracy (:mod:`.accuracy`), ridge R² and residual correlation (:mod:`.regression`) and
 the information imbalance (:mod:`.imbalance`), for chunks drawn by :mod:`.chunks`. With
 ``readout_stop`` no readouts are fitted above the first size at which every fitted chunk

@@ -77,3 +77,11 @@ class DatasetFiles:
         if data_id not in self._loaded:
             self._loaded[data_id] = load_dataset(self._paths[data_id])
         return self._paths[data_id], self._loaded[data_id]
+
+    def trained_on(self, spec) -> tuple[str, Dataset]:
+        """(path, dataset) of the model ``spec`` with its train split cut to the examples the
+        model was trained on (the first ``spec.train_size``, as training cuts it): a chunk's
+        *training* error, or a fit on *training* representations, means those examples, not the
+        unseen rest of the split."""
+        path, dataset = self.of(spec.data.id)
+        return path, dataset.subsample(spec.train_size)

@@ -12,6 +12,7 @@ import torch
 from widthlab.clones.chunks import sample_chunks
 from widthlab.clones.measure import last_hidden
 from widthlab.clones.regression import chunk_regression
+from widthlab.data.npz import DatasetFiles
 from widthlab.units.ablation import masked_agreement, tap_sizes
 
 DEFAULT_KEPT_FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -101,13 +102,14 @@ def prune_vs_clone_table(
 
 def prune_vs_clone_models(
     model_paths: Sequence[str],
-    datasets: dict,
+    datasets: DatasetFiles,
     settings: dict,
     device: str = "cpu",
     log=None,
 ) -> pd.DataFrame:
-    """:func:`prune_vs_clone_table` for every model file, fitted on its dataset's train split
-    and scored on the test split, with the model's id columns in front."""
+    """:func:`prune_vs_clone_table` for every model file, fitted on the training examples the
+    model saw (:meth:`DatasetFiles.trained_on`) and scored on the test split, with the model's
+    id columns in front."""
     from widthlab.device import resolve_device
     from widthlab.model_files import load_model
 
@@ -115,7 +117,7 @@ def prune_vs_clone_models(
     parts = []
     for path in model_paths:
         model, spec = load_model(path)
-        data = datasets[spec.data.id]
+        _, data = datasets.trained_on(spec)
         table = prune_vs_clone_table(
             model.to(dev),
             data.x_train,
