@@ -235,7 +235,7 @@ def activation_factor(arch: Architecture) -> int:
 # ----------------------------------------------------------------------------------- training
 
 
-def seen_examples(spec: ModelSpec, shape) -> int:
+def seen_examples(spec: ModelSpec, shape: DataShape) -> int:
     """The training examples a model is trained on, and measured on wherever a stage speaks of
     its *training* split (clones, joint): its ``train_size``, at most the split."""
     return min(spec.train_size or shape.n_train, shape.n_train)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from widthlab import io
 from widthlab.data.dataset import Dataset
 from widthlab.data.raw import DataError
+
+if TYPE_CHECKING:
+    from widthlab.grid import ModelSpec
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test", "probe_idx")
 EXTRA_PREFIX = "extra_"
@@ -78,7 +81,7 @@ class DatasetFiles:
             self._loaded[data_id] = load_dataset(self._paths[data_id])
         return self._paths[data_id], self._loaded[data_id]
 
-    def trained_on(self, spec) -> tuple[str, Dataset]:
+    def trained_on(self, spec: ModelSpec) -> tuple[str, Dataset]:
         """(path, dataset) of the model ``spec`` with its train split cut to the examples the
         model was trained on (the first ``spec.train_size``, as training cuts it): a chunk's
         *training* error, or a fit on *training* representations, means those examples, not the
